@@ -1,0 +1,127 @@
+"""The small generic engine: connect to a host, gather its facts once, evaluate every control.
+
+Example::
+
+    results = verify_hosts(load_hosts("inventories/lab.py"))
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import testinfra
+
+from benchmarks.checks import CHECKS
+from benchmarks.facts import FactError, HostFacts, gather
+from hardline.catalog import Catalog, Control, load_catalog
+from hardline.inventory import HostConfig
+from hardline.results import ERROR, MANUAL, PASS, SKIP, WAIVED, Result, Verdict
+
+
+def testinfra_host(config: HostConfig):
+    """A testinfra host for a pyinfra inventory host (@local, @docker/ID, or SSH)."""
+    name, conn = config.name, config.connection
+    if name == "@local" or name.startswith("@local/"):
+        return testinfra.get_host("local://")
+    if name.startswith("@docker/"):
+        return testinfra.get_host(f"docker://{name.split('/', 1)[1]}")
+    hostname = conn.get("ssh_hostname") or name
+    user = conn.get("ssh_user") or "root"
+    port = conn.get("ssh_port") or 22
+    kwargs: dict[str, Any] = {"timeout": int(conn.get("ssh_connect_timeout", 10))}
+    if conn.get("ssh_key"):
+        kwargs["ssh_identity_file"] = str(conn["ssh_key"])
+    if conn.get("ssh_known_hosts_file"):
+        # testinfra's paramiko backend takes host-key policy from an ssh_config file only
+        kwargs["ssh_config"] = _ssh_config(conn["ssh_known_hosts_file"], conn.get("ssh_strict_host_key_checking", "yes"))
+    if conn.get("_sudo"):
+        kwargs["sudo"] = True
+    return testinfra.get_host(f"paramiko://{user}@{hostname}:{port}", **kwargs)
+
+
+def _ssh_config(known_hosts: str, strict: Any) -> str:
+    strict = "no" if strict in (False, "no", "off") else "yes"
+    fd, path = tempfile.mkstemp(prefix="hardline-ssh-", suffix=".conf")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"Host *\n  UserKnownHostsFile {os.path.abspath(known_hosts)}\n  StrictHostKeyChecking {strict}\n")
+    return path
+
+
+def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception, catalog: Catalog) -> Result:
+    """The Result of one control on one host. Never raises: failures to verify are ERROR."""
+    started = time.monotonic()
+    verdict = _verdict(control, config, facts)
+    waiver = config.waivers.get(control.id)
+    waiver_info = None
+    if waiver:
+        waiver_info = {"reason": waiver.reason, "approved_by": waiver.approved_by,
+                       "expires": waiver.expires.isoformat() if waiver.expires else None,
+                       "expired": waiver.expired(), "underlying_status": verdict.status}
+        if waiver.expired():
+            verdict.evidence.append(f"waiver expired on {waiver.expires}: the control counts again")
+        elif verdict.status != PASS:
+            verdict.evidence.insert(0, f"waived ({waiver.reason}); check said {verdict.status}")
+            verdict.status = WAIVED
+    return Result(
+        host=config.name, benchmark=catalog.benchmark, control_id=control.id, slug=control.slug,
+        title=control.title, section=control.section, section_title=catalog.section_title(control.section),
+        level=control.level, automated=control.automated, status=verdict.status, expected=verdict.expected,
+        found=verdict.found, evidence=verdict.evidence, remediation=control.remediation, waiver=waiver_info,
+        duration=time.monotonic() - started,
+    )
+
+
+def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception) -> Verdict:
+    if not control.automated:
+        return Verdict(MANUAL, found=control.guidance or "verify by hand")
+    if control.kind is None:
+        return Verdict(SKIP, found="no automated check in this hardline version")
+    if isinstance(facts, Exception):
+        return Verdict(ERROR, found=f"host could not be verified: {facts}")
+    try:
+        return CHECKS[control.kind](control.resolve(config.data), facts, config.data)
+    except FactError as err:
+        return Verdict(ERROR, found=str(err))
+    except Exception as err:  # a check bug must not pass a control, nor hide the others
+        return Verdict(ERROR, found=f"check {control.kind} crashed: {type(err).__name__}: {err}")
+
+
+def gather_host(config: HostConfig) -> HostFacts | Exception:
+    """Facts of one host, or the exception that prevented gathering them."""
+    try:
+        return gather(testinfra_host(config), config.data)
+    except Exception as err:  # unreachable, auth failure, ...: every check of the host is ERROR
+        return err if str(err) else RuntimeError(type(err).__name__)
+
+
+def gather_all(hosts: list[HostConfig], parallel: int = 16,
+               progress: Callable[[str, HostFacts | Exception, float], None] | None = None,
+               ) -> dict[str, HostFacts | Exception]:
+    """Gather every host's facts concurrently (the slow part: round trips)."""
+    def one(config: HostConfig):
+        started = time.monotonic()
+        facts = gather_host(config)
+        if progress:
+            progress(config.name, facts, time.monotonic() - started)
+        return config.name, facts
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts)))) as pool:
+        return dict(pool.map(one, hosts))
+
+
+def select(catalog: Catalog, sections: list[str] | None = None) -> list[Control]:
+    if not sections:
+        return list(catalog.controls)
+    return [c for c in catalog.controls if c.top_section in sections or c.section in sections]
+
+
+def verify_hosts(hosts: list[HostConfig], benchmark: str = "cis-docker", parallel: int = 16,
+                 sections: list[str] | None = None, progress=None) -> list[Result]:
+    catalog = load_catalog(benchmark)
+    controls = select(catalog, sections)
+    facts = gather_all(hosts, parallel, progress)
+    return [evaluate(c, h, facts[h.name], catalog) for h in hosts for c in controls]

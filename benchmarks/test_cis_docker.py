@@ -1,0 +1,7 @@
+"""CIS Docker Benchmark v1.6.0 (and HL platform controls) on every inventory host."""
+
+from benchmarks.conftest import assert_result
+
+
+def test_control(hl_result):
+    assert_result(hl_result)

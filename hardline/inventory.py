@@ -1,0 +1,316 @@
+"""Inventory data: load a pyinfra inventory, resolve each host's tunables, validate them.
+
+The same rules serve the deploy (``deploys/harden.py`` validates ``host.data`` before any
+operation) and the verifier (``hardline verify`` validates before any check), so a mistake in
+inventory stops both with the same message naming the file, the host and the key.
+
+Example::
+
+    from hardline.inventory import load_hosts
+    for h in load_hosts("inventories/lab.py"):
+        print(h.name, h.data["docker_log_driver"])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from hardline.catalog import Catalog, defaults, load_catalog, tunables
+
+# Keys in these namespaces belong to hardline: an unknown one is a typo, not someone else's data.
+OWN_PREFIXES = ("docker_", "containerd_", "sysctl_", "auditd_", "hardline_")
+# pyinfra's @docker connector uses these data keys; they are not ours.
+FOREIGN_KEYS = {"docker_identifier", "docker_platform", "docker_architecture"}
+
+# Options each logging driver accepts (dockerd rejects others at start-up).
+COMMON_LOG_OPTS = {"tag", "labels", "labels-regex", "env", "env-regex", "mode", "max-buffer-size"}
+LOG_DRIVER_OPTS: dict[str, set[str]] = {
+    "json-file": {"max-size", "max-file", "compress"},
+    "local": {"max-size", "max-file", "compress"},
+    "journald": set(),
+    "syslog": {"syslog-address", "syslog-facility", "syslog-tls-ca-cert", "syslog-tls-cert",
+               "syslog-tls-key", "syslog-tls-skip-verify", "syslog-format"},
+    "fluentd": {"fluentd-address", "fluentd-async", "fluentd-buffer-limit", "fluentd-retry-wait",
+                "fluentd-max-retries", "fluentd-sub-second-precision", "fluentd-request-ack"},
+    "gelf": {"gelf-address", "gelf-compression-type", "gelf-compression-level",
+             "gelf-tcp-max-reconnect", "gelf-tcp-reconnect-delay"},
+    "awslogs": {"awslogs-region", "awslogs-group", "awslogs-stream", "awslogs-create-group",
+                "awslogs-datetime-format", "awslogs-multiline-pattern", "awslogs-credentials-endpoint"},
+    "splunk": {"splunk-token", "splunk-url", "splunk-source", "splunk-sourcetype", "splunk-index",
+               "splunk-capath", "splunk-caname", "splunk-insecureskipverify", "splunk-format",
+               "splunk-verify-connection", "splunk-gzip", "splunk-gzip-level"},
+    "none": set(),
+}
+NON_CENTRAL_LOG_DRIVERS = {"json-file", "local", "none"}
+ULIMIT_NAMES = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+                "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"}
+SYSCTL_KEY = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
+WAIVER_KEYS = {"id", "reason", "approved_by", "expires"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid inventory value."""
+
+    source: str  # inventory file or group_data file the value comes from
+    host: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: host {self.host}: {self.key}: {self.message}"
+
+
+class InventoryError(Exception):
+    """Inventory data that hardline refuses; str() lists every problem, one per line."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        lines = [f"invalid inventory data ({len(problems)} problem{'s' * (len(problems) != 1)}):"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Waiver:
+    control_id: str
+    reason: str
+    approved_by: str = ""
+    expires: dt.date | None = None
+
+    def expired(self, today: dt.date | None = None) -> bool:
+        return self.expires is not None and self.expires < (today or dt.date.today())
+
+
+@dataclass
+class HostConfig:
+    """A host of the inventory with its resolved tunables and connection data."""
+
+    name: str
+    groups: list[str]
+    data: dict[str, Any]  # every tunable: host > group > defaults
+    connection: dict[str, Any] = field(default_factory=dict)  # ssh_* and other non-hardline data
+    waivers: dict[str, Waiver] = field(default_factory=dict)  # by control id
+
+
+# ---------------------------------------------------------------------------------------- types
+
+
+def _type_error(kind: str, value: Any) -> str | None:
+    """Why ``value`` is not of tunable type ``kind`` (None if it is)."""
+    if kind == "bool":
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind == "int":
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if kind == "str":
+        return None if isinstance(value, str) else "must be a string"
+    if kind == "list[str]":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else "must be a list of strings"
+    if kind == "dict":
+        return None if isinstance(value, dict) and all(isinstance(k, str) for k in value) else "must be a mapping"
+    if kind == "dict[str,str]":
+        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        return None if ok else "must be a mapping of strings to strings (quote numbers: \"3\")"
+    if kind == "ulimits":
+        return _ulimits_error(value)
+    if kind == "sysctls":
+        return _sysctls_error(value)
+    if kind == "waivers":
+        return None if isinstance(value, list) else "must be a list of {id, reason, approved_by, expires}"
+    raise AssertionError(f"unknown tunable type {kind}")
+
+
+def _ulimits_error(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return 'must be a mapping like {"nofile": {"soft": 1024, "hard": 4096}}'
+    for name, limits in value.items():
+        if name not in ULIMIT_NAMES:
+            return f"unknown ulimit {name!r} (known: {', '.join(sorted(ULIMIT_NAMES))})"
+        if not isinstance(limits, dict) or set(limits) != {"soft", "hard"}:
+            return f"{name}: needs exactly soft and hard"
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in limits.values()):
+            return f"{name}: soft and hard must be integers"
+        if limits["soft"] > limits["hard"]:
+            return f"{name}: soft {limits['soft']} is above hard {limits['hard']}"
+    return None
+
+
+def _sysctls_error(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be a mapping of sysctl name to value"
+    for key, val in value.items():
+        if not isinstance(key, str) or not SYSCTL_KEY.match(key):
+            return f"{key!r} is not a sysctl name (like net.ipv4.tcp_syncookies)"
+        if isinstance(val, bool) or not isinstance(val, (int, str)):
+            return f"{key}: value must be an integer or a string"
+    return None
+
+
+# ------------------------------------------------------------------------------------ checking
+
+
+def _parse_waivers(value: list, catalog: Catalog, add) -> dict[str, Waiver]:
+    waivers: dict[str, Waiver] = {}
+    for i, entry in enumerate(value):
+        key = f"hardline_waivers[{i}]"
+        if not isinstance(entry, dict):
+            add(key, "must be a mapping with id, reason, approved_by, expires")
+            continue
+        unknown = set(entry) - WAIVER_KEYS
+        if unknown:
+            add(key, f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(WAIVER_KEYS))}")
+        control = catalog.get(str(entry.get("id", "")))
+        if control is None:
+            add(key, f"unknown control id {entry.get('id')!r} in {catalog.title} {catalog.version}")
+            continue
+        if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
+            add(key, f"waiver of {control.id} needs a reason")
+            continue
+        expires = entry.get("expires")
+        if expires is not None and not isinstance(expires, dt.date):
+            try:
+                expires = dt.date.fromisoformat(str(expires))
+            except ValueError:
+                add(key, f"expires {expires!r} is not a date (YYYY-MM-DD)")
+                continue
+        if control.id in waivers:
+            add(key, f"{control.id} is waived twice")
+        waivers[control.id] = Waiver(control.id, entry["reason"].strip(), str(entry.get("approved_by", "")), expires)
+    return waivers
+
+
+def _contradictions(data: dict[str, Any], waived: set[str], catalog: Catalog, add) -> None:
+    """Settings that cannot all hold: refuse them rather than deploy a broken or failing state."""
+    driver, opts = data["docker_log_driver"], data["docker_log_opts"]
+    if driver not in LOG_DRIVER_OPTS:
+        add("docker_log_driver", f"unknown log driver {driver!r} (known: {', '.join(sorted(LOG_DRIVER_OPTS))})")
+    else:
+        bad = sorted(set(opts) - LOG_DRIVER_OPTS[driver] - COMMON_LOG_OPTS)
+        if bad:
+            add("docker_log_opts", f"{', '.join(bad)} not accepted by log driver {driver!r}")
+        if driver in NON_CENTRAL_LOG_DRIVERS and "2.13" not in waived:
+            add("docker_log_driver", f"{driver!r} is not a central logging driver, which CIS 2.13 requires; "
+                "choose syslog/journald/fluentd/gelf/... or waive 2.13")
+    if not data["docker_userns_remap"] and "2.9" not in waived:
+        add("docker_userns_remap", "is empty but CIS 2.9 (user namespace remapping) is not waived")
+    if data["docker_userns_remap"] == "root":
+        add("docker_userns_remap", "remapping to root defeats user namespaces")
+    managed = {c.params["key"] for c in catalog.of_kind("daemon_option") if "set" in c.params and c.id not in waived}
+    managed |= {"log-opts", "default-ulimits"}
+    for key in sorted(set(data["docker_daemon_extra"]) & managed):
+        add("docker_daemon_extra", f"sets {key!r}, which hardline manages from its own variables")
+    if str(data["sysctl_settings"].get("net.ipv4.ip_forward", 1)) == "0":
+        add("sysctl_settings", "net.ipv4.ip_forward=0 breaks Docker's bridge networking on a Docker host")
+
+
+def check_host(
+    name: str,
+    groups: Iterable[str],
+    sources: list[tuple[str, dict[str, Any]]],
+    merged: dict[str, Any],
+    catalog: Catalog | None = None,
+) -> HostConfig:
+    """Validate one host's inventory data and resolve its tunables.
+
+    ``sources`` are (file, raw data) pairs in the order pyinfra layers them (lowest first) and
+    ``merged`` is the host's data after pyinfra's precedence. Raises InventoryError.
+    """
+    catalog = catalog or load_catalog()
+    specs = tunables()
+    problems: list[Problem] = []
+    origin: dict[str, str] = {}
+
+    for source, raw in sources:
+        for key, value in raw.items():
+            if key.startswith(OWN_PREFIXES) and key not in specs and key not in FOREIGN_KEYS:
+                hint = difflib.get_close_matches(key, specs, n=1)
+                problems.append(Problem(source, name, key, "unknown key" + (f" (did you mean {hint[0]}?)" if hint else "")))
+                continue
+            origin[key] = source
+            if key in specs and value is not None:
+                why = _type_error(specs[key].type, value)
+                if why:
+                    problems.append(Problem(source, name, key, f"{why}, got {value!r}"))
+
+    def add(key: str, message: str) -> None:
+        base = key.split("[")[0]
+        problems.append(Problem(origin.get(base, "defaults"), name, key, message))
+
+    if problems:  # type errors make the semantic checks below meaningless
+        raise InventoryError(problems)
+
+    data = defaults()
+    data.update({k: merged[k] for k in specs if merged.get(k) is not None})
+    waivers = _parse_waivers(data["hardline_waivers"], catalog, add)
+    active_waivers = {cid for cid, w in waivers.items() if not w.expired()}
+    _contradictions(data, active_waivers, catalog, add)
+    if problems:
+        raise InventoryError(problems)
+    connection = {k: v for k, v in merged.items() if k not in specs}
+    return HostConfig(name, sorted(groups), data, connection, waivers)
+
+
+# ----------------------------------------------------------------------------- pyinfra adapter
+
+
+def _group_source(inventory_file: Path, group: str) -> str:
+    for folder in (Path.cwd() / "group_data", inventory_file.parent / "group_data"):
+        candidate = folder / f"{group}.py"
+        if candidate.exists():
+            return str(candidate.relative_to(Path.cwd()) if candidate.is_relative_to(Path.cwd()) else candidate)
+    return str(inventory_file)
+
+
+def pyinfra_sources(inventory, host, inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
+    """(file, data) layers of one pyinfra host, lowest precedence first."""
+    path = Path(inventory_file)
+    layers = [(_group_source(path, "all"), dict(inventory.get_data()))]
+    for group in host.groups:
+        if group != "all":
+            layers.append((_group_source(path, group), dict(inventory.get_group_data(group))))
+    layers.append((inventory_file, dict(inventory.get_host_data(host.name))))
+    layers.append(("--data override", dict(inventory.get_override_data())))
+    return layers
+
+
+def merged_data(host) -> dict[str, Any]:
+    """All data a pyinfra host sees, with pyinfra's precedence applied."""
+    return host.data.dict()
+
+
+def load_hosts(inventory_file: str, limit: Iterable[str] | None = None) -> list[HostConfig]:
+    """Load a pyinfra inventory file (with its group_data) and validate every host.
+
+    ``limit`` keeps hosts whose name or one of whose groups is listed (like pyinfra --limit).
+    Raises InventoryError (all hosts' problems together) or FileNotFoundError.
+    """
+    # pyinfra_cli is not a stable API: pyinfra is pinned and tests/test_inventory.py covers this.
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    if not Path(inventory_file).is_file():
+        raise FileNotFoundError(f"inventory file not found: {inventory_file}")
+    with ctx_state.use(State()):
+        inventory = make_inventory(inventory_file, cwd=str(Path.cwd()))
+        wanted = set(limit or ())
+        hosts, problems = [], []
+        for host in inventory:
+            if wanted and host.name not in wanted and not wanted & set(host.groups):
+                continue
+            try:
+                hosts.append(check_host(host.name, host.groups, pyinfra_sources(inventory, host, inventory_file),
+                                        merged_data(host)))
+            except InventoryError as err:
+                problems += err.problems
+    if problems:
+        raise InventoryError(problems)
+    if wanted and not hosts:
+        raise InventoryError([Problem(inventory_file, ",".join(sorted(wanted)), "--limit", "matches no host or group")])
+    return hosts
