@@ -229,7 +229,7 @@ def check_host(
     for source, raw in sources:
         for key, value in raw.items():
             if key.startswith(OWN_PREFIXES) and key not in specs and key not in FOREIGN_KEYS:
-                hint = difflib.get_close_matches(key, specs, n=1)
+                hint = difflib.get_close_matches(key, specs, n=1, cutoff=0.8)
                 problems.append(Problem(source, name, key, "unknown key" + (f" (did you mean {hint[0]}?)" if hint else "")))
                 continue
             origin[key] = source

@@ -1,0 +1,49 @@
+"""auditd watches on Docker's files, directories and binaries (CIS 1.1.3-1.1.18)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.server import Which
+from pyinfra.operations import files, server
+
+from deploys.common import DEFAULTS, TEMPLATES, controls, host_config
+from deploys.docker_files import target_paths
+from deploys.facts import DockerRootDir, LoadedAuditRules, PathStat
+
+
+def watch_path(target: dict[str, Any], data: dict[str, Any]) -> str | None:
+    if "binary" in target:
+        return host.get_fact(Which, command=target["binary"])
+    if "docker_root" in target:
+        return host.get_fact(DockerRootDir, socket=data["docker_socket_path"]) or "/var/lib/docker"
+    paths = target_paths(target, data)
+    return paths[0] if paths else None
+
+
+@deploy("Docker audit rules", data_defaults=DEFAULTS)
+def docker_audit():
+    config = host_config()
+    watches = []
+    for control in controls(config, "audit_watch"):
+        path = watch_path(control.resolve(config.data)["target"], config.data)
+        # auditctl refuses a watch on a path that does not exist; the check reports those as N/A
+        if path and host.get_fact(PathStat, path=path) is not None:
+            watches.append((control.id, path))
+    if not watches:
+        return
+    rules = files.template(
+        name=f"auditd rules for {len(watches)} Docker paths ({', '.join(cid for cid, _ in watches)})",
+        src=str(TEMPLATES / "etc/audit/rules.d/hardline-docker.rules.j2"),
+        dest=config.data["auditd_rules_file"], user="root", group="root", mode="640",
+        watches=watches, key=config.data["auditd_key"],
+    )
+    loaded = host.get_fact(LoadedAuditRules) or []
+    missing = [p for _, p in watches if not any(line.startswith(f"-w {p} ") for line in loaded)]
+    server.shell(
+        name="Load audit rules" + (f" ({len(missing)} watches not loaded)" if missing else ""),
+        commands=["augenrules --load || auditctl -R " + config.data["auditd_rules_file"]],
+        _if=lambda: bool(missing) or rules.did_change(),
+    )

@@ -1,0 +1,135 @@
+"""pyinfra facts the hardening deploys read before deciding what to change."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyinfra.api import FactBase
+from pyinfra.api.command import QuoteString, StringCommand
+from typing_extensions import override
+
+
+class PathStat(FactBase):
+    """
+    Owner, group and permission bits of a path of any type (file, directory, socket), or None.
+
+    .. code:: python
+
+        {"owner": "root", "group": "docker", "mode": 0o660, "type": "socket"}
+    """
+
+    @override
+    def command(self, path: str) -> StringCommand:
+        return StringCommand("stat -L -c '%U %G %a %F'", QuoteString(path), "2>/dev/null || true")
+
+    @override
+    def process(self, output: list[str]) -> dict[str, Any] | None:
+        if not output or not output[0].strip():
+            return None
+        owner, group, mode, kind = output[0].split(" ", 3)
+        return {"owner": owner, "group": group, "mode": int(mode, 8), "type": kind}
+
+
+class UnitFilePath(FactBase):
+    """
+    Path of a systemd unit's file: systemd's FragmentPath, or the first packaged location.
+
+    .. code:: python
+
+        "/lib/systemd/system/docker.service"
+    """
+
+    @override
+    def command(self, unit: str) -> StringCommand:
+        script = (
+            'p=""; command -v systemctl >/dev/null && [ -d /run/systemd/system ] && '
+            'p=$(systemctl show -p FragmentPath --value "$1" 2>/dev/null); '
+            '[ -n "$p" ] || for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do '
+            '[ -e "$d/$1" ] && { p="$d/$1"; break; }; done; echo "$p"'
+        )
+        return StringCommand("sh -c", QuoteString(script), "_", QuoteString(unit))
+
+    @override
+    def process(self, output: list[str]) -> str | None:
+        return output[0].strip() if output and output[0].strip() else None
+
+
+class GlobPaths(FactBase):
+    """Existing paths matching a shell glob (the pattern's directory part is quoted)."""
+
+    @override
+    def command(self, directory: str, pattern: str) -> StringCommand:
+        script = 'cd "$1" 2>/dev/null || exit 0; for f in ' + pattern + '; do [ -e "$f" ] && echo "$1/$f"; done; true'
+        return StringCommand("sh -c", QuoteString(script), "_", QuoteString(directory))
+
+    @override
+    def process(self, output: list[str]) -> list[str]:
+        return [line for line in output if line]
+
+    default = list
+
+
+class GroupMembers(FactBase):
+    """Members listed in /etc/group for a group (None if the group does not exist)."""
+
+    @override
+    def command(self, group: str) -> StringCommand:
+        return StringCommand("getent group", QuoteString(group), "|| true")
+
+    @override
+    def process(self, output: list[str]) -> list[str] | None:
+        if not output or not output[0].strip():
+            return None
+        return [m for m in output[0].strip().split(":", 3)[3].split(",") if m]
+
+
+class DaemonJson(FactBase):
+    """
+    Parsed content of a daemon.json: {} when absent, {"__invalid__": text} when not JSON.
+    """
+
+    @override
+    def command(self, path: str) -> StringCommand:
+        return StringCommand("cat", QuoteString(path), "2>/dev/null || true")
+
+    @override
+    def process(self, output: list[str]) -> dict[str, Any]:
+        text = "\n".join(output)
+        if not text.strip():
+            return {}
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return {"__invalid__": text}
+        return data if isinstance(data, dict) else {"__invalid__": text}
+
+    default = dict
+
+
+class DockerRootDir(FactBase):
+    """Data root of the running Docker daemon (None when docker does not answer)."""
+
+    @override
+    def command(self, socket: str) -> StringCommand:
+        return StringCommand("docker -H", QuoteString(f"unix://{socket}"), "info --format '{{.DockerRootDir}}' 2>/dev/null || true")
+
+    @override
+    def process(self, output: list[str]) -> str | None:
+        return output[0].strip() if output and output[0].strip().startswith("/") else None
+
+
+class LoadedAuditRules(FactBase):
+    """Rules loaded in the kernel (auditctl -l), one per line; None when auditctl fails."""
+
+    @override
+    def command(self) -> str:
+        return "auditctl -l 2>/dev/null || echo @@FAILED"
+
+    @override
+    def process(self, output: list[str]) -> list[str] | None:
+        if output and output[-1] == "@@FAILED":
+            return None
+        return [line for line in output if line and line != "No rules"]
+
+    default = list

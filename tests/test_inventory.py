@@ -1,0 +1,126 @@
+"""Inventory loading through pyinfra's loader, precedence, and refusal of bad data."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hardline.inventory import InventoryError, load_hosts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_inventory(tmp_path: Path, hosts: str, **group_data: str) -> Path:
+    (tmp_path / "group_data").mkdir()
+    for group, text in group_data.items():
+        (tmp_path / "group_data" / f"{group}.py").write_text(textwrap.dedent(text))
+    inv = tmp_path / "inv.py"
+    inv.write_text(textwrap.dedent(hosts))
+    return inv
+
+
+def problems(inv: Path) -> list[str]:
+    with pytest.raises(InventoryError) as err:
+        load_hosts(str(inv))
+    return [str(p) for p in err.value.problems]
+
+
+def test_precedence_host_over_group_over_all_over_defaults(tmp_path):
+    inv = write_inventory(
+        tmp_path,
+        'docker_hosts = [("a", {"docker_log_driver": "syslog"}), "b"]\nweb = ["c"]\n',
+        all='docker_log_driver = "fluentd"\nauditd_key = "from-all"\n',
+        docker_hosts='docker_log_driver = "gelf"\n',
+    )
+    hosts = {h.name: h for h in load_hosts(str(inv))}
+    assert hosts["a"].data["docker_log_driver"] == "syslog"  # host data
+    assert hosts["b"].data["docker_log_driver"] == "gelf"  # group data
+    assert hosts["c"].data["docker_log_driver"] == "fluentd"  # group_data/all.py
+    assert hosts["c"].data["auditd_key"] == "from-all"
+    assert hosts["c"].data["docker_userns_remap"] == "dockremap"  # hardline/defaults.yml
+    assert [h.name for h in load_hosts(str(inv), ["web"])] == ["c"]
+
+
+def test_wrong_type_names_file_host_and_key(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = ["a"]\n', docker_hosts='docker_trusted_users = "alice"\n')
+    (msg,) = problems(inv)
+    assert msg.endswith("group_data/docker_hosts.py: host a: docker_trusted_users: must be a list of strings, got 'alice'")
+
+
+def test_unknown_key_with_suggestion(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = [("a", {"docker_log_drivr": "syslog", "app_port": 80})]\n')
+    (msg,) = problems(inv)  # app_port is not in hardline's namespaces: someone else's data
+    assert msg.endswith("host a: docker_log_drivr: unknown key (did you mean docker_log_driver?)")
+    assert str(inv) in msg
+
+
+def test_unknown_cis_id_in_waiver(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = ["a"]\n',
+                          all='hardline_waivers = [{"id": "2.99", "reason": "x"}]\n')
+    (msg,) = problems(inv)
+    assert "all.py: host a: hardline_waivers[0]: unknown control id '2.99'" in msg
+
+
+def test_waiver_needs_reason_and_valid_date(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = ["a"]\n', all=
+                          'hardline_waivers = [{"id": "2.12", "reason": ""}, {"id": "2.2", "reason": "r", "expires": "soon"}]\n')
+    msgs = problems(inv)
+    assert any("waiver of 2.12 needs a reason" in m for m in msgs)
+    assert any("expires 'soon' is not a date" in m for m in msgs)
+
+
+def test_log_opts_the_driver_does_not_accept(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = [("a", {"docker_log_driver": "journald", '
+                          '"docker_log_opts": {"max-size": "10m"}})]\n')
+    (msg,) = problems(inv)
+    assert msg.endswith("host a: docker_log_opts: max-size not accepted by log driver 'journald'")
+
+
+def test_contradictions(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = [("a", {"docker_log_driver": "json-file", "docker_userns_remap": "",'
+                          ' "docker_daemon_extra": {"icc": True}, "sysctl_settings": {"net.ipv4.ip_forward": 0}})]\n')
+    msgs = "\n".join(problems(inv))
+    assert "json-file' is not a central logging driver, which CIS 2.13 requires" in msgs
+    assert "docker_userns_remap: is empty but CIS 2.9" in msgs
+    assert "docker_daemon_extra: sets 'icc', which hardline manages" in msgs
+    assert "net.ipv4.ip_forward=0 breaks Docker" in msgs
+
+
+def test_waiving_the_control_lifts_the_contradiction(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = [("a", {"docker_log_driver": "json-file",'
+                          ' "docker_log_opts": {"max-size": "10m"}})]\n',
+                          all='hardline_waivers = [{"id": "2.13", "reason": "logs shipped by an agent"}]\n')
+    (host,) = load_hosts(str(inv))
+    assert host.waivers["2.13"].reason == "logs shipped by an agent"
+
+
+def test_bad_sysctl_and_ulimits(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = [("a", {"sysctl_settings": {"not a key": 1}}),'
+                          ' ("b", {"docker_default_ulimits": {"nofile": {"soft": 10, "hard": 5}}})]\n')
+    msgs = "\n".join(problems(inv))
+    assert "host a: sysctl_settings: 'not a key' is not a sysctl name" in msgs
+    assert "host b: docker_default_ulimits: nofile: soft 10 is above hard 5" in msgs
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_and_pyinfra_refuse_bad_data_without_traceback(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = [("@local", {"docker_log_opts": {"max-size": "10m"}})]\n')
+    verify = run(sys.executable, "-m", "hardline.cli", "verify", str(inv))
+    assert verify.returncode == 4
+    assert "docker_log_opts: max-size not accepted by log driver 'journald'" in verify.stderr
+    assert "Traceback" not in verify.stderr + verify.stdout
+    deploy = run("pyinfra", "--dry", str(inv), "deploys/harden.py")
+    out = deploy.stdout + deploy.stderr
+    assert deploy.returncode != 0
+    assert f"{inv}: host @local: docker_log_opts: max-size not accepted" in out
+    assert "Traceback" not in out
+
+
+def test_missing_inventory_file():
+    result = run(sys.executable, "-m", "hardline.cli", "verify", "/nonexistent/inv.py")
+    assert result.returncode == 4 and "inventory file not found" in result.stderr
