@@ -7,48 +7,16 @@ Example::
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-import testinfra
-
 from benchmarks.checks import CHECKS
+from benchmarks.connect import testinfra_host
 from benchmarks.facts import FactError, HostFacts, gather
 from hardline.catalog import Catalog, Control, load_catalog
 from hardline.inventory import HostConfig
 from hardline.results import ERROR, MANUAL, PASS, SKIP, WAIVED, Result, Verdict
-
-
-def testinfra_host(config: HostConfig):
-    """A testinfra host for a pyinfra inventory host (@local, @docker/ID, or SSH)."""
-    name, conn = config.name, config.connection
-    if name == "@local" or name.startswith("@local/"):
-        return testinfra.get_host("local://")
-    if name.startswith("@docker/"):
-        return testinfra.get_host(f"docker://{name.split('/', 1)[1]}")
-    hostname = conn.get("ssh_hostname") or name
-    user = conn.get("ssh_user") or "root"
-    port = conn.get("ssh_port") or 22
-    kwargs: dict[str, Any] = {"timeout": int(conn.get("ssh_connect_timeout", 10))}
-    if conn.get("ssh_key"):
-        kwargs["ssh_identity_file"] = str(conn["ssh_key"])
-    if conn.get("ssh_known_hosts_file"):
-        # testinfra's paramiko backend takes host-key policy from an ssh_config file only
-        kwargs["ssh_config"] = _ssh_config(conn["ssh_known_hosts_file"], conn.get("ssh_strict_host_key_checking", "yes"))
-    if conn.get("_sudo"):
-        kwargs["sudo"] = True
-    return testinfra.get_host(f"paramiko://{user}@{hostname}:{port}", **kwargs)
-
-
-def _ssh_config(known_hosts: str, strict: Any) -> str:
-    strict = "no" if strict in (False, "no", "off") else "yes"
-    fd, path = tempfile.mkstemp(prefix="hardline-ssh-", suffix=".conf")
-    with os.fdopen(fd, "w") as f:
-        f.write(f"Host *\n  UserKnownHostsFile {os.path.abspath(known_hosts)}\n  StrictHostKeyChecking {strict}\n")
-    return path
 
 
 def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception, catalog: Catalog) -> Result:
@@ -93,7 +61,7 @@ def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception)
 def gather_host(config: HostConfig) -> HostFacts | Exception:
     """Facts of one host, or the exception that prevented gathering them."""
     try:
-        return gather(testinfra_host(config), config.data)
+        return gather(testinfra_host(config.name, config.connection), config.data)
     except Exception as err:  # unreachable, auth failure, ...: every check of the host is ERROR
         return err if str(err) else RuntimeError(type(err).__name__)
 

@@ -111,10 +111,11 @@ def parse_sections(output: str) -> dict[str, tuple[int, str, str]]:
     return sections
 
 
-def _section(facts: HostFacts, name: str, allow_rc: tuple[int, ...] = (0,)) -> str | None:
+def _section(facts: HostFacts, name: str, allow_rc: tuple[int, ...] = (0,), fact: str | None = None) -> str | None:
+    """A section's output, or None after recording why under the fact's name."""
     rc, out, err = facts.sections.get(name, (127, "", "section missing from gather output"))
     if rc not in allow_rc:
-        facts.errors[name] = f"exit code {rc}: {(err or out).strip()[:300]}"
+        facts.errors[fact or name] = f"{name} failed with exit code {rc}: {(err or out).strip()[:300]}"
         return None
     return out
 
@@ -145,13 +146,13 @@ def _parse_round1(facts: HostFacts, data: dict[str, Any]) -> None:
     out = _section(facts, "binaries")
     if out is not None:
         facts.values["binaries"] = {b: (p if p.startswith("/") else None) for b, p in zip(BINARIES, out.splitlines())}
-    out = _section(facts, "auditctl")
+    out = _section(facts, "auditctl", fact="audit_rules")
     if out is not None:
         facts.values["audit_rules"] = [] if out.strip() == "No rules" else out.splitlines()
     out = _section(facts, "audit_files")
     if out is not None:
         facts.values["audit_files"] = _split_files(out)
-    out = _section(facts, "group", allow_rc=(0, 2))  # 2: no such group
+    out = _section(facts, "group", allow_rc=(0, 2), fact="docker_group")  # 2: no such group
     if out is not None:
         facts.values["docker_group"] = _parse_group(out)
     out = _section(facts, "passwd")
@@ -294,13 +295,13 @@ def gather(host, data: dict[str, Any]) -> HostFacts:
 
 
 def _parse_round2(facts: HostFacts, data: dict[str, Any], config_path: str | None) -> None:
-    certs = _section(facts, "certs")
+    certs = _section(facts, "certs", fact="registry_certs")
     if certs is not None:
         facts.values["registry_certs"] = [c for c in certs.splitlines() if c]
     stats = _section(facts, "stats")
     if stats is not None:
         _parse_stats(facts, stats)
-    root = _section(facts, "realroot")
+    root = _section(facts, "realroot", fact="docker_root")
     if root is not None:
         facts.values["docker_root"] = root.strip() or data["_docker_root"]
     if config_path:

@@ -18,8 +18,8 @@ def persisted_values(files: dict[str, str]) -> dict[str, tuple[str, str]]:
             if os.path.dirname(path) == directory and path.endswith(".conf"):
                 chosen[os.path.basename(path)] = path
     order = [chosen[name] for name in sorted(chosen)]
-    if "/etc/sysctl.conf" in files and "/etc/sysctl.conf" not in order:
-        order.append("/etc/sysctl.conf")
+    # sysctl.conf, then any file outside the standard directories (a custom persist_file)
+    order += [p for p in files if p not in order and os.path.dirname(p) not in SYSCTL_DIRS]
     values: dict[str, tuple[str, str]] = {}
     for path in order:
         for line in files[path].splitlines():
