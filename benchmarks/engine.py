@@ -16,7 +16,7 @@ from benchmarks.connect import testinfra_host
 from benchmarks.facts import FactError, HostFacts, gather
 from hardline.catalog import Catalog, Control, load_catalog
 from hardline.inventory import HostConfig
-from hardline.results import ERROR, MANUAL, PASS, SKIP, WAIVED, Result, Verdict
+from hardline.results import ERROR, FAIL, MANUAL, SKIP, WAIVED, Result, Verdict
 
 
 def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception, catalog: Catalog) -> Result:
@@ -31,9 +31,11 @@ def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception,
                        "expired": waiver.expired(), "underlying_status": verdict.status}
         if waiver.expired():
             verdict.evidence.append(f"waiver expired on {waiver.expires}: the control counts again")
-        elif verdict.status != PASS:
+        elif verdict.status in (FAIL, MANUAL):
             verdict.evidence.insert(0, f"waived ({waiver.reason}); check said {verdict.status}")
             verdict.status = WAIVED
+        elif verdict.status == ERROR:  # a waiver accepts a known deviation, not an unverified host
+            verdict.evidence.append(f"waived ({waiver.reason}), but the host could not be verified")
     return Result(
         host=config.name, benchmark=catalog.benchmark, control_id=control.id, slug=control.slug,
         title=control.title, section=control.section, section_title=catalog.section_title(control.section),

@@ -311,6 +311,8 @@ def load_hosts(inventory_file: str, limit: Iterable[str] | None = None) -> list[
                 problems += err.problems
     if problems:
         raise InventoryError(problems)
+    if not hosts and not wanted:
+        raise InventoryError([Problem(inventory_file, "-", "hosts", "the inventory defines no host")])
     if wanted and not hosts:
         raise InventoryError([Problem(inventory_file, ",".join(sorted(wanted)), "--limit", "matches no host or group")])
     return hosts
