@@ -99,6 +99,10 @@ def cmd_variables(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(argv: list[str]) -> int:
+    if argv[:1] == ["demo"]:
+        from hardline.labrun import demo
+
+        return demo(argv[1:])
     from hardline import lab
 
     return lab.cli(argv)
@@ -130,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     controls.set_defaults(func=cmd_controls)
     variables = sub.add_parser("variables", help="list every inventory variable with its type and default")
     variables.set_defaults(func=cmd_variables)
-    sub.add_parser("lab", help="build/boot/stop the QEMU lab VM (hardline lab --help)", add_help=False)
+    sub.add_parser("lab", help="the QEMU lab VM: up, down, status, ssh, build, and demo (the main job: "
+                   "baseline verify, harden, re-harden, verify)", add_help=False)
     return parser
 
 

@@ -1,0 +1,107 @@
+"""The main job on the built-in lab: `hardline lab demo`.
+
+Boots a fresh lab VM, verifies it (baseline), hardens it with pyinfra, hardens it again (which
+must change nothing), verifies again, and writes the JUnit reports; prints before/after counts
+and the time of every step. Exit code: that of the final verify (0 when everything passes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hardline.results import FAIL, PASS, STATUSES, counts, exit_code, write_junit
+
+ROOT = Path(__file__).resolve().parent.parent
+INVENTORY = ROOT / "inventories" / "lab.py"
+
+
+def _step(title: str) -> float:
+    print(f"\n==> {title}", flush=True)
+    return time.monotonic()
+
+
+def deploy(inventory: Path, dry: bool = False) -> tuple[int, int, str]:
+    """Run pyinfra; returns (exit code, number of changed operations, output)."""
+    cmd = ["pyinfra", "-y", str(inventory), "deploys/harden.py"] + (["--dry"] if dry else [])
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    return proc.returncode, changed_operations(output), output
+
+
+def changed_operations(output: str) -> int:
+    """Operations pyinfra reports as changed ("Changed" column of its results table)."""
+    # pyinfra 3 prints, per host, a results line such as: "[lab-vm] Changed: 12 No change: 60 Errors: 0"
+    found = re.findall(r"Changed:\s*(\d+)", output)
+    if found:
+        return sum(int(n) for n in found)
+    rows = re.findall(r"^\s+\S.*?\s{2,}(\d+) \(", output, flags=re.M)  # --dry "Detected changes" table
+    return sum(int(n) for n in rows)
+
+
+def _verify(label: str, reports: Path):
+    from benchmarks.engine import verify_hosts
+    from hardline.inventory import load_hosts
+
+    hosts = load_hosts(str(INVENTORY))
+    results = verify_hosts(hosts)
+    write_junit(results, reports / f"{label}.xml")
+    c = counts(results)
+    print(f"    {label}: " + "  ".join(f"{s} {c[s]}" for s in STATUSES) + f"   (JUnit: {reports / f'{label}.xml'})")
+    return results
+
+
+def demo(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hardline lab demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reports", default=str(ROOT / "reports"), help="directory for JUnit XML (default: %(default)s)")
+    parser.add_argument("--reuse", action="store_true", help="reuse a running lab VM instead of a fresh one")
+    parser.add_argument("--keep", action="store_true", help="leave the VM running at the end")
+    args = parser.parse_args(argv)
+    from hardline import lab
+
+    reports = Path(args.reports)
+    times: dict[str, float] = {}
+    t = _step("lab VM up" + ("" if args.reuse else " (fresh disks)"))
+    try:
+        lab.up(fresh=not args.reuse)
+    except lab.LabError as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return 2
+    times["lab up (build if needed + boot)"] = time.monotonic() - t
+    try:
+        t = _step("verify (baseline)")
+        before = _verify("before", reports)
+        times["verify before"] = time.monotonic() - t
+        t = _step("harden: pyinfra -y inventories/lab.py deploys/harden.py")
+        rc, changed, out = deploy(INVENTORY)
+        times["deploy"] = time.monotonic() - t
+        print(f"    pyinfra exit {rc}, {changed} operations changed")
+        if rc != 0:
+            print(out[-4000:])
+            return 2
+        t = _step("harden again (must change nothing)")
+        rc2, changed2, out2 = deploy(INVENTORY)
+        times["re-deploy"] = time.monotonic() - t
+        print(f"    pyinfra exit {rc2}, {changed2} operations changed")
+        t = _step("verify (after)")
+        after = _verify("after", reports)
+        times["verify after"] = time.monotonic() - t
+    finally:
+        if not args.keep:
+            lab.down()
+    print("\n==> summary")
+    for label, results in (("before", before), ("after", after)):
+        scored = [r for r in results if r.control_id.split(".")[0] in ("1", "2", "3", "HL-1")]
+        c = counts(scored)
+        print(f"    sections 1-3 + HL {label:<6}: PASS {c[PASS]:>3}  FAIL {c[FAIL]:>3}  (of {len(scored)} items)")
+    print(f"    second deploy changed {changed2} operations" + (" (idempotent)" if changed2 == 0 else " (NOT idempotent)"))
+    for label, seconds in times.items():
+        print(f"    {label:<32} {seconds:7.1f} s")
+    if changed2 or rc2:
+        return 1
+    return exit_code(after)
