@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -222,10 +223,17 @@ def _paths_round2(facts: HostFacts, data: dict[str, Any]) -> tuple[list[str], st
         paths.add(config_path)
         paths.update(h[len("unix://"):] for h in eff.flag_hosts if h.startswith("unix://"))
     paths.add(data["docker_socket_path"])
-    info = facts.values.get("info") or {}
-    if info.get("DockerRootDir"):
-        paths.add(info["DockerRootDir"])
+    paths.add(configured_root(facts.values.get("info") or {}))
     return sorted(paths), config_path
+
+
+def configured_root(info: dict[str, Any]) -> str:
+    """The data root as configured: with userns-remap, docker info reports a per-mapping
+    subdirectory (<data-root>/<uid>.<gid>) that is not what CIS 1.1.1 and 1.1.5 mean."""
+    root = info.get("DockerRootDir") or "/var/lib/docker"
+    if "name=userns" in (info.get("SecurityOptions") or []):
+        root = re.sub(r"/\d+\.\d+$", "", root)
+    return root
 
 
 def _absolute(path: str, cwd: str) -> str:
@@ -276,8 +284,7 @@ def gather(host, data: dict[str, Any]) -> HostFacts:
     facts.round_trips = 1
     _parse_round1(facts, data)
     paths, config_path = _paths_round2(facts, data)
-    info = facts.values.get("info") or {}
-    data = {**data, "_docker_root": info.get("DockerRootDir", "/var/lib/docker")}
+    data = {**data, "_docker_root": configured_root(facts.values.get("info") or {})}
     cert_glob = shlex.quote(data["docker_config_dir"] + "/certs.d/") + "*/*"
     facts.sections.update(parse_sections(run_script(host, _script_round2(paths, config_path, data, [cert_glob]))))
     facts.round_trips += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -108,15 +109,24 @@ class DaemonJson(FactBase):
 
 
 class DockerRootDir(FactBase):
-    """Data root of the running Docker daemon (None when docker does not answer)."""
+    """Configured data root of the running Docker daemon (None when docker does not answer).
+
+    With userns-remap docker info reports <data-root>/<uid>.<gid>; the data root is its parent.
+    """
 
     @override
     def command(self, socket: str) -> StringCommand:
-        return StringCommand("docker -H", QuoteString(f"unix://{socket}"), "info --format '{{.DockerRootDir}}' 2>/dev/null || true")
+        return StringCommand("docker -H", QuoteString(f"unix://{socket}"),
+                             "info --format '{{.DockerRootDir}} {{json .SecurityOptions}}' 2>/dev/null || true")
 
     @override
     def process(self, output: list[str]) -> str | None:
-        return output[0].strip() if output and output[0].strip().startswith("/") else None
+        if not output or not output[0].startswith("/"):
+            return None
+        root, _, options = output[0].strip().partition(" ")
+        if "name=userns" in options:
+            root = re.sub(r"/\d+\.\d+$", "", root)
+        return root
 
 
 class LoadedAuditRules(FactBase):

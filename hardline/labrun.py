@@ -34,13 +34,20 @@ def deploy(inventory: Path, dry: bool = False) -> tuple[int, int, str]:
 
 
 def changed_operations(output: str) -> int:
-    """Operations pyinfra reports as changed ("Changed" column of its results table)."""
-    # pyinfra 3 prints, per host, a results line such as: "[lab-vm] Changed: 12 No change: 60 Errors: 0"
-    found = re.findall(r"Changed:\s*(\d+)", output)
-    if found:
-        return sum(int(n) for n in found)
-    rows = re.findall(r"^\s+\S.*?\s{2,}(\d+) \(", output, flags=re.M)  # --dry "Detected changes" table
-    return sum(int(n) for n in rows)
+    """Sum of the "Success" column (operations that changed something) of pyinfra's results table."""
+    _, _, table = output.partition("--> Results:")
+    lines = [line for line in table.splitlines() if line.strip()]
+    if not lines:
+        return -1  # no results table: the run did not get that far
+    header = re.split(r"\s{2,}", lines[0].strip())
+    column = header.index("Success") if "Success" in header else None
+    changed = 0
+    for line in lines[1:]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if column is None or len(cells) != len(header) or cells[0] == "Grand total":
+            continue
+        changed += int(cells[column]) if cells[column].isdigit() else 0
+    return changed
 
 
 def _verify(label: str, reports: Path):

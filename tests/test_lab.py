@@ -85,21 +85,6 @@ def test_cli_errors_are_one_line_exit_2(
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lab_vm() -> Iterator[dict[str, Any]]:
-    """A freshly booted lab VM, stopped again after the module."""
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    missing = [t for t in ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "ssh") if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)}")
-    info = lab.up(fresh=True)
-    try:
-        yield info
-    finally:
-        lab.down()
-
-
 def sh(command: str) -> subprocess.CompletedProcess[str]:
     return lab.run_ssh(command, timeout=120)
 
