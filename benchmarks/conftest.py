@@ -59,18 +59,36 @@ class HostNotVerified(Exception):
 def hl_result(hl_case, hl_facts, pytestconfig, record_property):
     host, control = hl_case
     catalog = load_catalog(pytestconfig.getoption("--benchmark"))
-    result = evaluate(control, host, hl_facts[host.name], catalog)
+    results = evaluate(control, host, hl_facts[host.name], catalog)
+    status = worst(r.status for r in results)
     for key, value in (("cis_id", control.id), ("title", control.title), ("level", control.level),
                        ("automated", control.automated), ("section", control.section), ("host", host.name),
-                       ("status", result.status)):
+                       ("status", status)):
         record_property(key, value)
-    if result.status == ERROR:
-        raise HostNotVerified(result.message)
-    return result
+    if status == ERROR:
+        raise HostNotVerified(_messages(results, ERROR))
+    return results
 
 
-def assert_result(result):
-    """The test body: PASS passes, FAIL fails with the evidence, anything else is a skip."""
-    if result.status not in (PASS, FAIL):
-        pytest.skip(f"{result.status}: {result.message}")
-    assert result.status == PASS, f"{result.control_id} {result.title}\n{result.message}"
+ORDER = (ERROR, FAIL, PASS)
+
+
+def worst(statuses) -> str:
+    """ERROR over FAIL over PASS; otherwise the first other status (SKIP, MANUAL, WAIVED)."""
+    statuses = list(statuses)
+    for status in ORDER:
+        if status in statuses:
+            return status
+    return statuses[0]
+
+
+def _messages(results, status) -> str:
+    return "\n".join(f"{r.name}\n{r.message}" for r in results if r.status == status)
+
+
+def assert_result(results):
+    """The test body: all PASS passes, any FAIL fails with the evidence, otherwise a skip."""
+    status = worst(r.status for r in results)
+    if status not in (PASS, FAIL):
+        pytest.skip(f"{status}: " + "; ".join(r.message for r in results))
+    assert status == PASS, _messages(results, FAIL)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Callable
 
 from benchmarks.checks import CHECKS
 from benchmarks.connect import testinfra_host
@@ -19,10 +19,18 @@ from hardline.inventory import HostConfig
 from hardline.results import ERROR, FAIL, MANUAL, SKIP, WAIVED, Result, Verdict
 
 
-def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception, catalog: Catalog) -> Result:
-    """The Result of one control on one host. Never raises: failures to verify are ERROR."""
+def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception, catalog: Catalog) -> list[Result]:
+    """Results of one control on one host: one, or one per subject (e.g. per container) when the
+    check reports per subject. Never raises: failures to verify are ERROR."""
     started = time.monotonic()
-    verdict = _verdict(control, config, facts)
+    verdicts = _verdict(control, config, facts)
+    if isinstance(verdicts, Verdict):
+        verdicts = [verdicts]
+    elapsed = (time.monotonic() - started) / max(1, len(verdicts))
+    return [_result(control, config, v, catalog, elapsed) for v in verdicts]
+
+
+def _result(control: Control, config: HostConfig, verdict: Verdict, catalog: Catalog, duration: float) -> Result:
     waiver = config.waivers.get(control.id)
     waiver_info = None
     if waiver:
@@ -41,11 +49,11 @@ def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception,
         title=control.title, section=control.section, section_title=catalog.section_title(control.section),
         level=control.level, automated=control.automated, status=verdict.status, expected=verdict.expected,
         found=verdict.found, evidence=verdict.evidence, remediation=control.remediation, waiver=waiver_info,
-        duration=time.monotonic() - started,
+        duration=duration, subject=verdict.subject,
     )
 
 
-def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception) -> Verdict:
+def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception) -> Verdict | list[Verdict]:
     if not control.automated:
         return Verdict(MANUAL, found=control.guidance or "verify by hand")
     if control.kind is None:
@@ -94,4 +102,4 @@ def verify_hosts(hosts: list[HostConfig], benchmark: str = "cis-docker", paralle
     catalog = load_catalog(benchmark)
     controls = select(catalog, sections)
     facts = gather_all(hosts, parallel, progress)
-    return [evaluate(c, h, facts[h.name], catalog) for h in hosts for c in controls]
+    return [r for h in hosts for c in controls for r in evaluate(c, h, facts[h.name], catalog)]

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from hardline.results import ERROR, FAIL, MANUAL, PASS, SKIP, STATUSES, WAIVED, counts, exit_code, write_junit
+from hardline.results import ERROR, FAIL, STATUSES, counts, exit_code, write_junit
 
 EXIT_USAGE = 4
 

@@ -31,6 +31,7 @@ class Verdict:
     expected: str = ""
     found: str = ""
     evidence: list[str] = field(default_factory=list)
+    subject: str = ""  # what the verdict is about when a control has several (e.g. "container web (nginx:1.25)")
 
     @property
     def message(self) -> str:
@@ -61,10 +62,11 @@ class Result:
     remediation: str = ""
     waiver: dict | None = None
     duration: float = 0.0
+    subject: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.control_id} {self.title}"
+        return f"{self.control_id} {self.title}" + (f" [{self.subject}]" if self.subject else "")
 
     @property
     def message(self) -> str:
@@ -111,7 +113,7 @@ def write_junit(results: list[Result], path: str | Path, suite_name: str = "hard
             props = ET.SubElement(case, "properties")
             for key, value in (("cis_id", r.control_id), ("slug", r.slug), ("level", r.level),
                                ("automated", str(r.automated).lower()), ("section", r.section),
-                               ("host", host), ("status", r.status)):
+                               ("host", host), ("status", r.status)) + ((("subject", r.subject),) if r.subject else ()):
                 ET.SubElement(props, "property", name=key, value=str(value))
             if r.status == FAIL:
                 ET.SubElement(case, "failure", message=(r.found or "failed")[:500], type="FAIL").text = \

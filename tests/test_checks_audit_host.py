@@ -91,7 +91,7 @@ def test_audit_unavailable_is_error(audit_env):
         "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c " + __import__("shlex").quote(cmd))})()
     facts = gather(unprivileged, config.data)
     catalog = load_catalog()
-    result = evaluate(catalog.get("1.1.6"), config, facts, catalog)
+    (result,) = evaluate(catalog.get("1.1.6"), config, facts, catalog)
     assert result.status == "ERROR" and "auditctl" in result.found
 
 

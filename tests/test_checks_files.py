@@ -2,7 +2,6 @@
 sockets and mounts of this machine, including a real daemon's daemon.json, socket and TLS files."""
 
 import os
-import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path

@@ -53,7 +53,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import paramiko
 import testinfra
 import testinfra.host
 from benchmarks.connect import StrictParamikoBackend

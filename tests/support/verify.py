@@ -22,7 +22,15 @@ def verify(data: dict[str, Any], ids: list[str] | None = None, name: str = "@loc
     config = check_host(name, ["test"], [("test inventory", data)], {**(connection or {}), **data})
     facts = gather_host(config)
     controls = [c for c in catalog.controls if ids is None or c.id in ids]
-    return {c.id: evaluate(c, config, facts, catalog) for c in controls}
+    return {c.id: evaluate(c, config, facts, catalog)[0] for c in controls}
+
+
+def verify_subjects(data: dict[str, Any], ids: list[str], name: str = "@local") -> dict[str, list[Result]]:
+    """Every result (one per subject, e.g. per container) by control id."""
+    catalog = load_catalog()
+    config = check_host(name, ["test"], [("test inventory", data)], data)
+    facts = gather_host(config)
+    return {c.id: evaluate(c, config, facts, catalog) for c in catalog.controls if c.id in ids}
 
 
 def statuses(results: dict[str, Result]) -> dict[str, str]:
