@@ -26,11 +26,14 @@ def watch_path(target: dict[str, Any], data: dict[str, Any]) -> str | None:
 @deploy("Docker audit rules", data_defaults=DEFAULTS)
 def docker_audit():
     config = host_config()
+    # facts are read before any operation runs: daemon.json may not exist yet on a fresh host,
+    # but the Docker daemon deploy (which runs first) always writes it
+    written_by_this_run = {config.data["docker_daemon_json_path"]}
     watches = []
     for control in controls(config, "audit_watch"):
         path = watch_path(control.resolve(config.data)["target"], config.data)
         # auditctl refuses a watch on a path that does not exist; the check reports those as N/A
-        if path and host.get_fact(PathStat, path=path) is not None:
+        if path and (path in written_by_this_run or host.get_fact(PathStat, path=path) is not None):
             watches.append((control.id, path))
     if not watches:
         return

@@ -27,7 +27,8 @@ def _step(title: str) -> float:
 
 def deploy(inventory: Path, dry: bool = False) -> tuple[int, int, str]:
     """Run pyinfra; returns (exit code, number of changed operations, output)."""
-    cmd = ["pyinfra", "-y", str(inventory), "deploys/harden.py"] + (["--dry"] if dry else [])
+    # no -y with --dry: pyinfra skips change detection when both are given
+    cmd = ["pyinfra", str(inventory), "deploys/harden.py", "--dry"] if dry else ["pyinfra", "-y", str(inventory), "deploys/harden.py"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     return proc.returncode, changed_operations(output), output
