@@ -1,18 +1,23 @@
-"""hardline command line: verify hosts, list the catalog, run the lab.
+"""hardline command line: verify hosts, render reports, detect drift, list the catalog, run the lab.
 
 Exit codes (verify): 0 all controls pass (or are skipped/manual/waived), 1 some fail,
-2 some could not be verified (unreachable host, failing command), 4 bad input (inventory,
-options).
+2 some could not be verified (unreachable host, failing command), 3 score below --fail-under,
+4 bad input (inventory, options, results files).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+import threading
 import time
 from pathlib import Path
 
-from hardline.results import ERROR, FAIL, STATUSES, counts, exit_code, write_junit
+from hardline.results import (
+    ERROR, FAIL, STATUSES, RunResults, ResultsFileError, counts, gate, gated_exit_code, host_scores,
+    load_json, merge_runs, score, write_json, write_junit,
+)
 
 EXIT_USAGE = 4
 
@@ -21,62 +26,241 @@ examples:
   hardline verify inventories/lab.py
   hardline verify inventories/prod.py --junit reports/cis.xml --limit docker_hosts
   hardline verify inventories/prod.py --section 2 --section 3 --show FAIL,ERROR
+  hardline verify inventories/prod.py --json reports/cis.json --html reports/cis.html --previous reports/last.json
+  hardline verify inventories/prod.py --fail-under 75 -q     # CI promotion gate
 
 statuses: PASS, FAIL (evidence: expected vs found), ERROR (could not verify: unreachable host,
 failing command, unreadable file; never counted as a pass), SKIP (not applicable here, or no
 automated check yet), MANUAL (needs a person; guidance given), WAIVED (accepted in inventory
 hardline_waivers with a reason).
 
+score: 100 * PASS / (PASS + FAIL + ERROR) over controls (per host, and overall); SKIP, MANUAL
+and WAIVED are not scored; ERROR counts against it.
+
 exit codes: 0 all pass, 1 some FAIL, 2 some ERROR, 4 invalid inventory or options.
+With --fail-under N: 0 when every host and the overall score reach N (failures tolerated),
+3 when one does not, 2 on any ERROR (an unverified host never passes a gate).
+"""
+
+REPORT_EPILOG = """\
+examples:
+  hardline report reports/after.json -o reports/after.html --previous reports/before.json
+  hardline report web.json db.json -o fleet.html --json fleet.json    # several hosts/runs merge
+  hardline report reports/cis.json -o cis.html --fail-under 75
+
+Several files merge: for each host, the results of its latest run are used.
+exit codes: 0 written, 4 unreadable results or options; with --fail-under N: 3 when a host's
+or the overall score is below N, 2 when some result is ERROR.
+"""
+
+DRIFT_EPILOG = """\
+examples:
+  hardline drift inventories/prod.py --json reports/drift.json --html reports/drift.html
+  hardline drift inventories/prod.py --previous reports/baseline.json   # also: newly failing since
+
+Drift = operations `pyinfra INVENTORY deploys/harden.py --dry` would change, plus controls
+that FAIL. Conditional operations (run only if an earlier one changes) are listed, not counted.
+exit codes: 0 no drift, 1 drift, 2 a host could not be planned or verified, 4 invalid inventory
+or options.
 """
 
 
-def _progress(quiet: bool):
-    def report(host: str, facts, seconds: float) -> None:
-        if quiet:
+class Progress:
+    """Per-host progress while facts are gathered (on stderr): one line that updates in place on
+    a terminal, one plain line per host otherwise (CI logs), nothing when quiet."""
+
+    def __init__(self, total: int, quiet: bool = False, stream=None):
+        self.total, self.quiet, self.stream = total, quiet, stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.done = self.unreachable = 0
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def __call__(self, host: str, facts, seconds: float) -> None:
+        if self.quiet:
             return
-        state = f"unreachable: {facts}" if isinstance(facts, Exception) else f"{facts.round_trips} round trips"
-        print(f"  gathered {host:<30} {seconds:5.1f}s  {state}", file=sys.stderr, flush=True)
-    return report
+        with self.lock:
+            self.done += 1
+            failed = isinstance(facts, Exception)
+            self.unreachable += failed
+            state = f"unreachable: {facts}" if failed else f"{facts.round_trips} round trips"
+            if self.tty:
+                bad = f", {self.unreachable} unreachable" if self.unreachable else ""
+                line = f"gathering facts: {self.done}/{self.total} hosts{bad} ({time.monotonic() - self.started:.0f}s) last: {host} {seconds:.1f}s"
+                width = 200
+                try:
+                    import shutil
+
+                    width = shutil.get_terminal_size((200, 20)).columns - 1
+                except OSError:
+                    pass
+                self.stream.write("\r\033[K" + line[:width])
+                if self.done == self.total:
+                    self.stream.write("\n")
+                if failed:  # an unreachable host keeps its own line above the progress line
+                    self.stream.write(f"\r\033[K  {host}: {state}\n")
+                    if self.done != self.total:
+                        self.stream.write(line[:width])
+            else:
+                self.stream.write(f"  gathered {host:<30} {seconds:5.1f}s  {state}  [{self.done}/{self.total}]\n")
+            self.stream.flush()
+
+
+def _progress(quiet: bool, total: int = 0):
+    return Progress(total, quiet)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _load_previous(path: str | None) -> RunResults | None:
+    return load_json(path) if path else None
+
+
+def write_outputs(run: RunResults, args: argparse.Namespace, previous: RunResults | None = None) -> list[str]:
+    """Write the --junit/--json/--html files a command was asked for; returns lines naming them."""
+    from hardline.report import write_html
+
+    written = []
+    if getattr(args, "junit", None):
+        write_junit(run.results, args.junit, meta=run.meta)
+        written.append(f"JUnit XML: {args.junit}")
+    if getattr(args, "json", None):
+        write_json(run, args.json)
+        written.append(f"JSON: {args.json}")
+    if getattr(args, "html", None):
+        write_html(run, args.html, previous=previous)
+        written.append(f"HTML: {args.html}" + (" (with changes since the previous run)" if previous else ""))
+    return written
+
+
+def _gate_lines(results, threshold: float | None) -> list[str]:
+    if threshold is None:
+        return []
+    misses = gate(results, threshold)
+    if misses:
+        return [f"gate --fail-under {threshold:g}: NOT met: " + "; ".join(misses)]
+    return [f"gate --fail-under {threshold:g}: met (overall score {score(results).text()})"]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from benchmarks.engine import verify_hosts
     from hardline.inventory import InventoryError, load_hosts
 
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        print("hardline: --fail-under takes a score from 0 to 100", file=sys.stderr)
+        return EXIT_USAGE
     try:
         hosts = load_hosts(args.inventory, args.limit)
-    except (InventoryError, FileNotFoundError) as err:
+        previous = _load_previous(args.previous)
+    except (InventoryError, FileNotFoundError, ResultsFileError) as err:
         print(f"hardline: {err}", file=sys.stderr)
         return EXIT_USAGE
-    started = time.monotonic()
+    started_at, started = _now(), time.monotonic()
     if not args.quiet:
         print(f"verifying {len(hosts)} host(s) against {args.benchmark} ...", file=sys.stderr)
-    results = verify_hosts(hosts, args.benchmark, args.parallel, args.section, _progress(args.quiet))
+    results = verify_hosts(hosts, args.benchmark, args.parallel, args.section, _progress(args.quiet, len(hosts)))
     elapsed = time.monotonic() - started
-    show = set(args.show.split(",")) if args.show else {FAIL, ERROR}
+    run = RunResults.new(results, started=started_at, duration=elapsed, benchmark=args.benchmark,
+                         inventory=args.inventory, hosts=[h.name for h in hosts], command=["hardline", *args.argv],
+                         sections=args.section)
+    if not args.quiet:
+        print_details(results, args.show)
+    written = write_outputs(run, args, previous)
+    print(summary(results, elapsed))
+    for line in _gate_lines(results, args.fail_under) + written:
+        print(line)
+    return gated_exit_code(results, args.fail_under)
+
+
+def print_details(results, show: str | None) -> None:
+    wanted = set(show.split(",")) if show else {FAIL, ERROR}
     for r in results:
-        if r.status in show:
-            print(f"{r.status:<6} {r.host}  {r.control_id:<7} {r.title}")
+        if r.status in wanted:
+            print(f"{r.status:<6} {r.host}  {r.control_id:<7} {r.title}" + (f" [{r.subject}]" if r.subject else ""))
             for line in r.message.splitlines():
                 print(f"         {line}")
-    if args.junit:
-        write_junit(results, args.junit)
-    print(summary(results, elapsed))
-    if args.junit:
-        print(f"JUnit XML: {args.junit}")
-    return exit_code(results)
 
 
-def summary(results, elapsed: float) -> str:
+def summary(results, elapsed: float | None = None) -> str:
+    """Terminal summary: score and counts per host, then the total."""
     lines = []
-    hosts = sorted({r.host for r in results})
-    for host in hosts:
+    scores = host_scores(results)
+    width = max((len(h) for h in scores), default=4)
+    for host, s in scores.items():
         c = counts(r for r in results if r.host == host)
-        lines.append(f"{host}: " + "  ".join(f"{s} {c[s]}" for s in STATUSES))
+        lines.append(f"{host + ':':<{width + 1}} score {s.text():>5}  " + "  ".join(f"{st} {c[st]}" for st in STATUSES))
     total = counts(results)
-    lines.append(f"total ({len(hosts)} hosts, {elapsed:.1f}s): " + "  ".join(f"{s} {total[s]}" for s in STATUSES))
+    took = f", {elapsed:.1f}s" if elapsed is not None else ""
+    lines.append(f"total ({len(scores)} hosts{took}): score {score(results).text()}  "
+                 + "  ".join(f"{st} {total[st]}" for st in STATUSES))
     return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render saved results (one or several runs, merged) as HTML/JSON/JUnit."""
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        print("hardline: --fail-under takes a score from 0 to 100", file=sys.stderr)
+        return EXIT_USAGE
+    if not (args.output or args.json or args.junit):
+        print("hardline report: nothing to write: give -o report.html (and/or --json, --junit)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        runs = [load_json(p) for p in args.results]
+        previous = _load_previous(args.previous)
+    except ResultsFileError as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    run = merge_runs(runs)
+    args.html = args.output
+    written = write_outputs(run, args, previous)
+    if not args.quiet:
+        print(summary(run.results))
+    for line in _gate_lines(run.results, args.fail_under) + written:
+        print(line)
+    return gated_exit_code(run.results, args.fail_under) if args.fail_under is not None else 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from benchmarks.engine import verify_hosts
+    from hardline.drift import Drift, junit_drift_suite, plan
+    from hardline.inventory import InventoryError, load_hosts
+
+    try:
+        hosts = load_hosts(args.inventory, args.limit)
+        previous = _load_previous(args.previous)
+    except (InventoryError, FileNotFoundError, ResultsFileError) as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    started_at, started = _now(), time.monotonic()
+    if not args.quiet:
+        print(f"drift: pyinfra {args.inventory} {args.deploy} --dry on {len(hosts)} host(s) ...", file=sys.stderr, flush=True)
+    dry = plan(args.inventory, args.limit, args.deploy)
+    if not args.quiet:
+        print(f"drift: dry run done ({time.monotonic() - started:.0f}s); verifying ...", file=sys.stderr, flush=True)
+    results = verify_hosts(hosts, args.benchmark, args.parallel, None, _progress(args.quiet, len(hosts)))
+    drift = Drift(dry, results, [h.name for h in hosts])
+    run = RunResults.new(results, started=started_at, duration=time.monotonic() - started, benchmark=args.benchmark,
+                         inventory=args.inventory, hosts=drift.hosts, command=["hardline", *args.argv], label="drift")
+    run.meta["drift"] = drift.to_dict()
+    if previous is not None:
+        from hardline.results import compare
+
+        newly = compare(previous, run).newly_failing
+        run.meta["drift"]["newly_failing"] = sorted(f"{c.key[0]} {c.key[1]}" + (f" [{c.key[2]}]" if c.key[2] else "")
+                                                    for c in newly)
+    written = write_outputs(run, args, previous)
+    if args.junit:
+        junit_drift_suite(drift, args.junit)
+    print(drift.text())
+    if previous is not None:
+        newly = run.meta["drift"]["newly_failing"]
+        print(f"newly failing since {previous.meta.get('started')}: " + (", ".join(newly) if newly else "none"))
+    print(summary(results, time.monotonic() - started))
+    for line in written:
+        print(line)
+    return drift.exit_code()
 
 
 def cmd_controls(args: argparse.Namespace) -> int:
@@ -127,8 +311,37 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--parallel", type=int, default=16, help="hosts gathered at once (default: %(default)s)")
     verify.add_argument("--show", metavar="STATUSES", help=f"statuses to list in detail, comma separated "
                         f"(default: FAIL,ERROR; any of {','.join(STATUSES)})")
-    verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines (CI)")
+    _output_args(verify)
+    verify.add_argument("--fail-under", type=float, metavar="N", help="score gate: exit 3 when a host's or the "
+                        "overall score is below N (0-100); failures alone then do not fail the run")
+    verify.add_argument("-q", "--quiet", action="store_true",
+                        help="CI mode: no progress and no per-control details, only the summary and the gate")
     verify.set_defaults(func=cmd_verify)
+    report = sub.add_parser("report", help="render saved JSON results (several runs merge) as a self-contained HTML report",
+                            description="Render one or more results files written by `hardline verify --json` "
+                            "(or drift) into one HTML report, optionally compared with a previous run.",
+                            epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("results", nargs="+", metavar="RESULTS.json", help="results files (hardline-results/1 JSON)")
+    report.add_argument("-o", "--output", metavar="PATH", help="HTML report to write")
+    report.add_argument("--previous", metavar="OLD.json", help="earlier results: show what changed since")
+    report.add_argument("--json", metavar="PATH", help="also write the merged results as JSON")
+    report.add_argument("--junit", metavar="PATH", help="also write the merged results as JUnit XML")
+    report.add_argument("--fail-under", type=float, metavar="N", help="exit 3 when a host's or the overall score is below N")
+    report.add_argument("-q", "--quiet", action="store_true", help="no summary, only the files written and the gate")
+    report.set_defaults(func=cmd_report)
+    drift = sub.add_parser("drift", help="pyinfra dry run of the deploy + verify: what would change, what no longer passes",
+                           description="Run the hardening deploy in dry mode (nothing is changed) and verify every "
+                           "host; report the operations that would change and the controls that fail.",
+                           epilog=DRIFT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    drift.add_argument("inventory", help="pyinfra inventory file")
+    drift.add_argument("--limit", action="append", metavar="HOST", help="only this host or group (repeatable)")
+    drift.add_argument("--deploy", default="deploys/harden.py", help="deploy file to dry-run (default: %(default)s)")
+    drift.add_argument("--benchmark", default="cis-docker", help="benchmark catalog (default: %(default)s)")
+    drift.add_argument("--parallel", type=int, default=16, help="hosts verified at once (default: %(default)s)")
+    drift.add_argument("--junit", metavar="PATH", help="write JUnit XML (controls, plus a drift testsuite per host)")
+    _output_args(drift)
+    drift.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    drift.set_defaults(func=cmd_drift)
     controls = sub.add_parser("controls", help="list the controls of a benchmark catalog")
     controls.add_argument("--benchmark", default="cis-docker")
     controls.set_defaults(func=cmd_controls)
@@ -139,12 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", metavar="PATH", help="write the results and run metadata as JSON (input of `hardline report`)")
+    parser.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
+    parser.add_argument("--previous", metavar="OLD.json", help="results of an earlier run: the HTML report shows what changed since")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ beside the package
     if argv[:1] == ["lab"]:
         return cmd_lab(argv[1:])
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 

@@ -1,26 +1,44 @@
-"""The result model of a verification run and its JUnit XML form.
+"""The result model of a verification run: results, run metadata, score, and the JUnit/JSON forms.
 
-One Result per (host, control). Status is one of PASS, FAIL, ERROR, SKIP, MANUAL, WAIVED.
+One Result per (host, control[, subject]). Status is one of PASS, FAIL, ERROR, SKIP, MANUAL,
+WAIVED. A RunResults is one run: its results plus the metadata an auditor needs to trust them
+(when, which hardline and benchmark version, which inventory: path and sha256 of the inventory
+file and its group_data files, which hosts). It is saved as JSON (``write_json``) and read back
+(``load_json``) so reports can be rendered, merged and compared later (``hardline report``).
+
+Score (see README "Score"): per host, each control counts once (its subjects folded to the worst
+status). score = 100 * PASS / (PASS + FAIL + ERROR). SKIP, MANUAL and WAIVED are left out of
+both sides; ERROR counts against the score (an unverified control is never a pass); an expired
+waiver reports the control's own status (FAIL, ...) and so counts again.
 JUnit mapping: PASS -> passed testcase, FAIL -> <failure> (expected vs found), ERROR -> <error>,
 SKIP/MANUAL/WAIVED -> <skipped> with the reason. Every testcase carries the properties
 cis_id, slug, level, automated, section, host and status.
 
 Exit codes: 0 every control passed (or was skipped, manual or waived), 1 some failed,
 2 some could not be verified (errors win over failures: an unverified host is worse than a
-known failure).
+known failure). With a score gate (``--fail-under N``): 3 when a host's or the overall score
+is below N (errors still give 2: they are worse), else 0 even with failures.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Iterable
 
 PASS, FAIL, ERROR, SKIP, MANUAL, WAIVED = "PASS", "FAIL", "ERROR", "SKIP", "MANUAL", "WAIVED"
 STATUSES = (PASS, FAIL, ERROR, SKIP, MANUAL, WAIVED)
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_BELOW_GATE = 0, 1, 2, 3
+SCORED = (PASS, FAIL, ERROR)  # statuses in the score's denominator
+# Folding a control's per-subject results into one status: the first one present wins.
+WORST_FIRST = (ERROR, FAIL, WAIVED, PASS, MANUAL, SKIP)
+JSON_FORMAT = "hardline-results/1"
 
 
 @dataclass
@@ -75,6 +93,16 @@ class Result:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Result":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity across runs: host, control id, subject."""
+        return (self.host, self.control_id, self.subject)
+
 
 def exit_code(results: list[Result]) -> int:
     statuses = {r.status for r in results}
@@ -85,17 +113,272 @@ def exit_code(results: list[Result]) -> int:
     return EXIT_OK
 
 
-def counts(results: list[Result]) -> Counter:
+def counts(results: Iterable[Result]) -> Counter:
     return Counter(r.status for r in results)
 
 
-def write_junit(results: list[Result], path: str | Path, suite_name: str = "hardline") -> Path:
+# ------------------------------------------------------------------------------------- score
+
+
+def control_statuses(results: Iterable[Result]) -> dict[tuple[str, str], str]:
+    """One status per (host, control id): the worst of its subjects' statuses."""
+    seen: dict[tuple[str, str], set[str]] = {}
+    for r in results:
+        seen.setdefault((r.host, r.control_id), set()).add(r.status)
+    return {key: next(s for s in WORST_FIRST if s in statuses) for key, statuses in seen.items()}
+
+
+@dataclass(frozen=True)
+class Score:
+    """A score and what it was computed from (controls, not subjects)."""
+
+    passed: int
+    failed: int
+    errors: int
+    waived: int
+    manual: int
+    skipped: int
+
+    @property
+    def scored(self) -> int:
+        return self.passed + self.failed + self.errors
+
+    @property
+    def value(self) -> float | None:
+        """Percentage of scored controls that pass; None when nothing could be scored."""
+        return 100.0 * self.passed / self.scored if self.scored else None
+
+    def text(self) -> str:
+        return "n/a" if self.value is None else f"{self.value:.1f}"
+
+    def below(self, threshold: float) -> bool:
+        """True when the gate ``threshold`` is not met (nothing scored never meets a gate)."""
+        return self.value is None or self.value < threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": None if self.value is None else round(self.value, 2), "scored": self.scored,
+                "PASS": self.passed, "FAIL": self.failed, "ERROR": self.errors, "WAIVED": self.waived,
+                "MANUAL": self.manual, "SKIP": self.skipped}
+
+
+def score(results: Iterable[Result]) -> Score:
+    """Score of a set of results (any mix of hosts): see the module docstring."""
+    c = Counter(control_statuses(results).values())
+    return Score(c[PASS], c[FAIL], c[ERROR], c[WAIVED], c[MANUAL], c[SKIP])
+
+
+def host_scores(results: Iterable[Result]) -> dict[str, Score]:
+    by_host: dict[str, list[Result]] = {}
+    for r in results:
+        by_host.setdefault(r.host, []).append(r)
+    return {host: score(rs) for host, rs in sorted(by_host.items())}
+
+
+def gate(results: list[Result], threshold: float) -> list[str]:
+    """Why the results miss a ``--fail-under`` gate (empty when met): every host and the
+    overall score must reach ``threshold``."""
+    misses = [f"{host} scores {s.text()} < {threshold:g}" for host, s in host_scores(results).items()
+              if s.below(threshold)]
+    overall = score(results)
+    if overall.below(threshold):
+        misses.append(f"overall score {overall.text()} < {threshold:g}")
+    return misses
+
+
+def gated_exit_code(results: list[Result], threshold: float | None) -> int:
+    """Exit code of a run: ``exit_code`` without a gate; with one, 2 on errors, else 3 when
+    the gate is missed, else 0 (failures are tolerated by a score gate)."""
+    if threshold is None:
+        return exit_code(results)
+    if any(r.status == ERROR for r in results):
+        return EXIT_ERROR
+    return EXIT_BELOW_GATE if gate(results, threshold) else EXIT_OK
+
+
+# ------------------------------------------------------------------------ runs, JSON, merging
+
+
+def sha256_file(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def inventory_fingerprint(inventory_file: str | Path) -> dict[str, Any]:
+    """Path and sha256 of the inventory file and of the group_data files pyinfra reads with it
+    (``group_data/*.py`` beside the inventory and in the working directory), and one sha256
+    over all of them: the same hash means the same inventory data."""
+    inventory = Path(inventory_file)
+    files = [inventory]
+    for folder in (inventory.parent / "group_data", Path.cwd() / "group_data"):
+        if folder.is_dir():
+            files += sorted(p for p in folder.glob("*.py") if p not in files)
+    entries = []
+    for f in files:
+        shown = f.resolve()
+        shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
+        entries.append({"path": str(shown), "sha256": sha256_file(f)})
+    combined = hashlib.sha256("".join(f"{e['sha256']}  {e['path']}\n" for e in entries).encode()).hexdigest()
+    return {"path": str(inventory_file), "sha256": combined, "files": entries}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+@dataclass
+class RunResults:
+    """One run: metadata plus results. ``meta`` keys: id, started, finished, duration,
+    hardline_version, benchmark {id, title, version}, inventory {path, sha256, files}, hosts,
+    command, sections (filter, or null), label."""
+
+    meta: dict[str, Any]
+    results: list[Result]
+
+    @classmethod
+    def new(cls, results: list[Result], *, started: str, finished: str | None = None, duration: float = 0.0,
+            benchmark: str = "cis-docker", inventory: str | Path | None = None, hosts: list[str] | None = None,
+            command: list[str] | None = None, sections: list[str] | None = None, label: str = "") -> "RunResults":
+        from hardline import __version__
+        from hardline.catalog import load_catalog
+
+        catalog = load_catalog(benchmark)
+        meta = {
+            "id": uuid.uuid4().hex[:12], "label": label, "started": started, "finished": finished or _now(),
+            "duration": round(duration, 3), "hardline_version": __version__,
+            "benchmark": {"id": catalog.benchmark, "title": catalog.title, "version": catalog.version},
+            "inventory": inventory_fingerprint(inventory) if inventory else None,
+            "hosts": hosts if hosts is not None else sorted({r.host for r in results}),
+            "command": command, "sections": sections,
+        }
+        return cls(meta, results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": JSON_FORMAT, "run": self.meta,
+                "summary": {"overall": score(self.results).to_dict(),
+                            "hosts": {h: s.to_dict() for h, s in host_scores(self.results).items()},
+                            "statuses": dict(counts(self.results))},
+                "results": [r.to_dict() for r in self.results]}
+
+
+def write_json(run: RunResults, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run.to_dict(), indent=1, sort_keys=False) + "\n")
+    return path
+
+
+class ResultsFileError(Exception):
+    """A results file that is not hardline JSON results."""
+
+
+def load_json(path: str | Path) -> RunResults:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ResultsFileError(f"{path}: cannot read results: {err}") from None
+    if not isinstance(raw, dict) or raw.get("format") != JSON_FORMAT:
+        raise ResultsFileError(f"{path}: not a hardline results file (format {JSON_FORMAT})")
+    try:
+        return RunResults(dict(raw["run"]), [Result.from_dict(r) for r in raw["results"]])
+    except (KeyError, TypeError) as err:
+        raise ResultsFileError(f"{path}: malformed results: {err}") from None
+
+
+def merge_runs(runs: list[RunResults]) -> RunResults:
+    """Several runs as one result set: for each host, the results of the latest run that has it
+    (so runs over different hosts add up, and a re-run of a host replaces its older results)."""
+    if len(runs) == 1:
+        return runs[0]
+    ordered = sorted(runs, key=lambda r: r.meta.get("started") or "")
+    owner: dict[str, int] = {}
+    for i, run in enumerate(ordered):
+        for host in {r.host for r in run.results}:
+            owner[host] = i
+    results = [r for i, run in enumerate(ordered) for r in run.results if owner[r.host] == i]
+    benchmarks = {json.dumps(r.meta.get("benchmark"), sort_keys=True) for r in ordered}
+    inventories = {(r.meta.get("inventory") or {}).get("sha256") for r in ordered}
+    meta = {
+        "id": "+".join(str(r.meta.get("id")) for r in ordered), "label": "merged",
+        "started": ordered[0].meta.get("started"), "finished": ordered[-1].meta.get("finished"),
+        "duration": sum(r.meta.get("duration") or 0 for r in ordered),
+        "hardline_version": ", ".join(sorted({str(r.meta.get("hardline_version")) for r in ordered})),
+        "benchmark": ordered[-1].meta.get("benchmark") if len(benchmarks) == 1 else
+        {"id": "mixed", "title": " / ".join(sorted(benchmarks)), "version": "mixed"},
+        "inventory": ordered[-1].meta.get("inventory") if len(inventories) == 1 else None,
+        "hosts": sorted(owner), "command": None, "sections": None,
+        "runs": [{k: r.meta.get(k) for k in ("id", "label", "started", "finished", "hardline_version", "inventory",
+                                            "hosts", "benchmark")} | {"hosts_used": sorted(h for h, i in owner.items() if i == n)}
+                 for n, r in enumerate(ordered)],
+    }
+    return RunResults(meta, results)
+
+
+NOT_PASSING = (FAIL, ERROR)
+
+
+@dataclass
+class Change:
+    key: tuple[str, str, str]
+    before: str | None  # None: not in the previous run
+    after: str | None  # None: not in this run
+    result: Result | None  # this run's result (None when gone)
+    previous: Result | None
+
+
+@dataclass
+class Comparison:
+    """What changed between a previous run and this one, per (host, control, subject)."""
+
+    newly_failing: list[Change]  # now FAIL/ERROR, before something else (or absent)
+    fixed: list[Change]  # before FAIL/ERROR, now PASS
+    other: list[Change]  # any other status change (e.g. FAIL -> WAIVED, PASS -> SKIP, gone)
+    scores_before: dict[str, Score]
+    scores_after: dict[str, Score]
+    overall_before: Score
+    overall_after: Score
+    previous_meta: dict[str, Any]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.newly_failing or self.fixed or self.other)
+
+
+def compare(previous: RunResults, current: RunResults) -> Comparison:
+    """Compare two runs over the hosts of the current one."""
+    hosts = {r.host for r in current.results}
+    before = {r.key: r for r in previous.results if r.host in hosts}
+    after = {r.key: r for r in current.results}
+    newly, fixed, other = [], [], []
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key), after.get(key)
+        bs, as_ = (b.status if b else None), (a.status if a else None)
+        if bs == as_:
+            continue
+        change = Change(key, bs, as_, a, b)
+        if as_ in NOT_PASSING and bs not in NOT_PASSING:
+            newly.append(change)
+        elif bs in NOT_PASSING and as_ == PASS:
+            fixed.append(change)
+        else:
+            other.append(change)
+    prev_results = [r for r in previous.results if r.host in hosts]
+    return Comparison(newly, fixed, other, host_scores(prev_results), host_scores(current.results),
+                      score(prev_results), score(current.results), previous.meta)
+
+
+def write_junit(results: list[Result], path: str | Path, suite_name: str = "hardline",
+                meta: dict[str, Any] | None = None) -> Path:
     """Write JUnit XML: one <testsuite> per host, one <testcase> per control.
 
     junit-xml (the package) cannot attach properties to a testcase, which Jenkins and GitLab
     show per test, so the XML is built with ElementTree.
     """
     root = ET.Element("testsuites", name=suite_name)
+    run_props = {}
+    if meta:
+        run_props = {"run_id": meta.get("id"), "hardline_version": meta.get("hardline_version"),
+                     "benchmark_version": (meta.get("benchmark") or {}).get("version"),
+                     "inventory_sha256": (meta.get("inventory") or {}).get("sha256")}
+    host_score = host_scores(results)
     by_host: dict[str, list[Result]] = {}
     for r in results:
         by_host.setdefault(r.host, []).append(r)
@@ -107,6 +390,10 @@ def write_junit(results: list[Result], path: str | Path, suite_name: str = "hard
             time=f"{sum(r.duration for r in host_results):.3f}", timestamp=dt.datetime.now().isoformat(timespec="seconds"),
             hostname=host,
         )
+        suite_props = ET.SubElement(suite, "properties")
+        for key, value in {**run_props, "score": host_score[host].text()}.items():
+            if value is not None:
+                ET.SubElement(suite_props, "property", name=key, value=str(value))
         for r in host_results:
             case = ET.SubElement(suite, "testcase", name=r.name,
                                  classname=f"{r.benchmark}.{host}.section-{r.section}", time=f"{r.duration:.3f}")
