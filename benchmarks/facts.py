@@ -96,8 +96,43 @@ def _script_round1(data: dict[str, Any]) -> str:
             for k in data["sysctl_settings"]) + "; true'",
         "run sysctl_files sh -c 'for f in " + " ".join(f"{d}/*.conf" for d in SYSCTL_DIRS)
         + f" /etc/sysctl.conf {q(data['sysctl_persist_file'])}; do [ -f \"$f\" ] && {{ echo \"### $f\"; cat \"$f\"; }}; done; true'",
-    ]
+    ] + _workload_lines(data)
     return "\n".join(lines) + "\n"
+
+
+def _workload_lines(data: dict[str, Any]) -> list[str]:
+    """Round-1 sections for CIS sections 4-7: every container and image (one inspect call each),
+    the processes of running containers read from /proc, overlay networks, the content trust
+    environment, and the audit trail of docker client executions."""
+    dk = f"docker -H unix://{shlex.quote(data['docker_socket_path'])}"
+    logs = f"-if {shlex.quote(data['auditd_log_file'])}" if data.get("auditd_log_file") else "--input-logs"
+    return [
+        'HLT=$(mktemp -d) && trap \'rm -rf "$HLT"\' EXIT',
+        # State.Pid leads each line so that the shell can read the /proc of running containers
+        f"containers() {{ ids=$({dk} ps -aq --no-trunc) || return; [ -n \"$ids\" ] || return 0; "
+        f"{dk} inspect --format '{{{{.State.Pid}}}} {{{{json .}}}}' $ids > \"$HLT/c\"; rc=$?; cat \"$HLT/c\"; return $rc; }}",
+        "run containers containers",
+        # each container's init: ids, capabilities, no_new_privs, seccomp mode and uid map; then every
+        # process whose cgroup names a container id (pid id), and the command names of all of them
+        "cprocs() { pids=$(cut -d' ' -f1 \"$HLT/c\" 2>/dev/null | grep -x '[1-9][0-9]*'); [ -n \"$pids\" ] || return 0; "
+        "grep -sH -E '^(Uid|CapEff|NoNewPrivs|Seccomp):|^ *[0-9]+ +[0-9]+ +[0-9]+ *$' "
+        "$(for p in $pids; do echo /proc/$p/status /proc/$p/uid_map; done); echo '### cgroups'; "
+        "grep -sHm1 -E '[0-9a-f]{64}' /proc/[0-9]*/cgroup | "
+        "sed -n 's#^/proc/\\([0-9]*\\)/cgroup:.*\\([0-9a-f]\\{64\\}\\).*#\\1 \\2#p' > \"$HLT/p\"; cat \"$HLT/p\"; "
+        "echo '### comms'; grep -sH '' $(for p in $pids $(cut -d' ' -f1 \"$HLT/p\"); do echo /proc/$p/comm; done); true; }",
+        "run container_procs cprocs",
+        f"images() {{ ids=$({dk} image ls -q --no-trunc | sort -u) || return; [ -n \"$ids\" ] || return 0; "
+        f"{dk} image inspect --format '{{{{json .}}}}' $ids; }}",
+        "run images images",
+        f"overlays() {{ ids=$({dk} network ls -q --no-trunc --filter driver=overlay) || return; [ -n \"$ids\" ] || return 0; "
+        f"{dk} network inspect --format '{{{{json .}}}}' $ids; }}",
+        "run overlay_networks overlays",
+        "run content_trust sh -c 'grep -sH DOCKER_CONTENT_TRUST /etc/environment /etc/profile /etc/profile.d/*.sh "
+        "/etc/bash.bashrc /etc/zsh/zshenv; true'",
+        "run docker_cli sh -c 'command -v docker'",
+        "run exec_audit sh -c 'command -v ausearch >/dev/null || { echo ausearch is not installed >&2; exit 127; }; "
+        f"exec ausearch {logs} --raw -m EXECVE -k \"$1\"' _ {shlex.quote(data['auditd_exec_key'])}",
+    ]
 
 
 def parse_sections(output: str) -> dict[str, tuple[int, str, str]]:
@@ -168,6 +203,86 @@ def _parse_round1(facts: HostFacts, data: dict[str, Any]) -> None:
     out = _section(facts, "sysctl_files")
     if out is not None:
         facts.values["sysctl_files"] = _split_files(out)
+    _parse_workloads(facts)
+
+
+NO_SUCH = re.compile(r"no such (object|image|container|network)", re.I)
+
+
+def _json_lines(facts: HostFacts, name: str, pid_prefix: bool = False) -> None:
+    """A section of one JSON document per line (docker inspect --format '{{json .}}'). An object
+    removed between `ls` and `inspect` (exit 1, "No such object") is not an error."""
+    rc, out, err = facts.sections.get(name, (127, "", "section missing from gather output"))
+    if rc != 0 and not (rc == 1 and err and all(NO_SUCH.search(e) for e in err.splitlines() if e.strip())):
+        _section(facts, name)
+        return
+    items = []
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        try:
+            if pid_prefix:
+                pid, _, doc = line.partition(" ")
+                items.append({**json.loads(doc), "_pid": int(pid)})
+            else:
+                items.append(json.loads(line))
+        except ValueError:
+            facts.errors[name] = f"{name}: unparseable docker inspect output: {line[:200]}"
+            return
+    facts.values[name] = items
+
+
+def _parse_workloads(facts: HostFacts) -> None:
+    _json_lines(facts, "containers", pid_prefix=True)
+    _json_lines(facts, "images")
+    _json_lines(facts, "overlay_networks")
+    out = _section(facts, "container_procs")
+    if out is not None:
+        facts.values["container_procs"] = _parse_procs(out)
+    out = _section(facts, "content_trust")
+    if out is not None:
+        facts.values["content_trust"] = [tuple(line.split(":", 1)) for line in out.splitlines() if ":" in line]
+    rc, out, _ = facts.sections.get("docker_cli", (1, "", ""))
+    facts.values["docker_cli"] = out.strip() if rc == 0 and out.strip() else None
+    rc, out, err = facts.sections.get("exec_audit", (127, "", "section missing"))
+    # ausearch: 0 found, 1 nothing found (or no log), anything else an error; the check decides
+    facts.values["exec_audit"] = {"rc": rc, "out": out, "err": err.strip()}
+
+
+def _parse_procs(out: str) -> dict[str, Any]:
+    """/proc facts of container processes: init pid -> status fields and uid map; container id ->
+    [(pid, command name)] of every process in its cgroup."""
+    init: dict[int, dict[str, Any]] = {}
+    members: dict[int, str] = {}
+    comms: dict[int, str] = {}
+    part = "status"
+    for line in out.splitlines():
+        if line.startswith("### "):
+            part = line[4:].strip()
+            continue
+        if part == "cgroups":
+            pid, _, cid = line.partition(" ")
+            if pid.isdigit():
+                members[int(pid)] = cid
+            continue
+        path, _, value = line.partition(":")
+        bits = path.split("/")
+        if len(bits) != 4 or not bits[2].isdigit():
+            continue
+        pid = int(bits[2])
+        if part == "comms":
+            comms[pid] = value
+        elif bits[3] == "uid_map":
+            init.setdefault(pid, {}).setdefault("uid_map", []).append(tuple(int(v) for v in value.split()))
+        elif bits[3] == "status":
+            key, _, field_value = value.partition(":")
+            init.setdefault(pid, {})[key] = field_value.split()
+    processes: dict[str, list[tuple[int, str]]] = {}
+    for pid, cid in members.items():
+        processes.setdefault(cid, []).append((pid, comms.get(pid, "?")))
+    for pid, status in init.items():
+        status["comm"] = comms.get(pid)
+    return {"init": init, "processes": processes}
 
 
 def _parse_units(out: str) -> dict[str, str]:
@@ -286,9 +401,11 @@ def gather(host, data: dict[str, Any]) -> HostFacts:
     paths, config_path = _paths_round2(facts, data)
     data = {**data, "_docker_root": configured_root(facts.values.get("info") or {})}
     cert_glob = shlex.quote(data["docker_config_dir"] + "/certs.d/") + "*/*"
-    facts.sections.update(parse_sections(run_script(host, _script_round2(paths, config_path, data, [cert_glob]))))
+    facts.sections.update(parse_sections(run_script(host, _script_round2(paths, config_path, data, [cert_glob])
+                                                    + _swarm_round2(facts))))
     facts.round_trips += 1
     _parse_round2(facts, data, config_path)
+    _parse_swarm(facts)
     # TLS files named in daemon.json and registry certificates are only known now: stat them in
     # one more round trip, which only hosts that have such files pay.
     extra = [p for p in _tls_paths(facts) + facts.values.get("registry_certs", []) if p not in facts.stats]
@@ -299,6 +416,52 @@ def gather(host, data: dict[str, Any]) -> HostFacts:
         if stats is not None:
             _parse_stats(facts, stats)
     return facts
+
+
+def _swarm_round2(facts: HostFacts) -> str:
+    """On an active swarm node: the swarm's own state file (its listen address) and the TCP
+    sockets listening in dockerd's network namespace."""
+    info = facts.values.get("info") or {}
+    if (info.get("Swarm") or {}).get("LocalNodeState") != "active" or "dockerd" not in facts.values:
+        return ""
+    state = shlex.quote(str(PurePosixPath(info.get("DockerRootDir") or "/var/lib/docker") / "swarm/docker-state.json"))
+    pid = facts.values["dockerd"]["pid"]
+    return (f"run swarm_state cat {state}\n"
+            f"run dockerd_listen sh -c 'cat /proc/{pid}/net/tcp; cat /proc/{pid}/net/tcp6 2>/dev/null; true'\n")
+
+
+def _parse_swarm(facts: HostFacts) -> None:
+    if "swarm_state" in facts.sections:
+        out = _section(facts, "swarm_state")
+        if out is not None:
+            try:
+                facts.values["swarm_state"] = json.loads(out)
+            except ValueError:
+                facts.errors["swarm_state"] = f"swarm state file is not JSON: {out[:200]}"
+    if "dockerd_listen" in facts.sections:
+        out = _section(facts, "dockerd_listen")
+        if out is not None:
+            facts.values["dockerd_listen"] = _listening(out)
+
+
+def _listening(out: str) -> list[tuple[str, int]]:
+    """(address, port) of the sockets in LISTEN state of /proc/net/tcp and tcp6."""
+    import ipaddress
+    import socket
+    import struct
+
+    found = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[3] != "0A" or ":" not in parts[1]:
+            continue
+        addr_hex, port_hex = parts[1].split(":")
+        raw = bytes.fromhex(addr_hex)
+        # the kernel prints each 32-bit word in host (little-endian) order
+        words = b"".join(struct.pack(">I", struct.unpack("<I", raw[i:i + 4])[0]) for i in range(0, len(raw), 4))
+        addr = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, words)
+        found.append((str(ipaddress.ip_address(addr)), int(port_hex, 16)))
+    return found
 
 
 def _parse_round2(facts: HostFacts, data: dict[str, Any], config_path: str | None) -> None:

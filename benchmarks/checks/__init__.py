@@ -5,7 +5,7 @@ resolved against the host's inventory data, and returns a Verdict. A fact that c
 gathered raises FactError, which the engine turns into ERROR.
 """
 
-from benchmarks.checks import audit, daemon, files, kernel, users
+from benchmarks.checks import audit, containers, daemon, files, images, kernel, swarm, users
 
 CHECKS = {
     "daemon_option": daemon.check_daemon_option,
@@ -16,4 +16,15 @@ CHECKS = {
     "audit_watch": audit.check_audit_watch,
     "group_members": users.check_group_members,
     "sysctl": kernel.check_sysctl,
+    "container_setting": containers.check_container_setting,
+    "container_rule": containers.check_container_rule,
+    "container_info": containers.check_container_info,
+    "exec_audit": containers.check_exec_audit,
+    "image_healthcheck": images.check_image_healthcheck,
+    "content_trust": images.check_content_trust,
+    "sprawl": images.check_sprawl,
+    "swarm_mode": swarm.check_swarm_mode,
+    "swarm": swarm.check_swarm,
 }
+# Kinds of manual items: they report what an auditor needs (counts, listings) as MANUAL, never PASS.
+INFO_KINDS = {"container_info", "sprawl"}

@@ -1,0 +1,205 @@
+"""CIS Docker 4.5/4.6 (images, content trust), 5.1 and 7.x (swarm, on real swarms of test
+daemons), 5.23/5.24 (docker exec audit trail) and 6.x (sprawl counts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.checks import CHECKS
+from benchmarks.engine import gather_host
+from hardline.inventory import check_host
+from tests.support.verify import daemon_data, statuses, verify, verify_subjects
+
+ROOT = Path(__file__).resolve().parent.parent
+SWARM_IDS = ["5.1", "7.1", "7.2", "7.3", "7.5"]
+
+
+def _facts(data):
+    config = check_host("@local", [], [("t", data)], data)
+    return config, gather_host(config)
+
+
+# ---- 4.6 HEALTHCHECK in images -----------------------------------------------------------------
+
+def test_image_healthcheck_per_image(session_daemon_factory, busybox_image):
+    daemon = session_daemon_factory({})
+    image = busybox_image(daemon)
+    daemon.docker("create", "--name", "base", image, "true", check=True)
+    daemon.docker("commit", "--change", "HEALTHCHECK CMD true", "base", "hl/checked:1", check=True)
+    results = {r.subject.split(" ")[1]: r for r in verify_subjects(daemon_data(daemon), ["4.6"])["4.6"]}
+    assert results["hl/checked:1"].status == "PASS" and "true" in results["hl/checked:1"].found
+    assert results["hl/busybox:latest"].status == "FAIL" and results["hl/busybox:latest"].found == "no HEALTHCHECK"
+    assert any("HEALTHCHECK CMD" in e for e in results["hl/busybox:latest"].evidence)
+
+
+def test_no_images_passes(session_daemon_factory):
+    result = verify(daemon_data(session_daemon_factory({})), ["4.6"])["4.6"]
+    assert (result.status, result.found) == ("PASS", "no images on this host")
+
+
+# ---- 4.5 content trust: the environment every login gets ------------------------------------
+
+def verify_with_files(files: dict[str, str], data: dict, ids: list[str], tmp: Path) -> dict:
+    """Verify in a private mount namespace where each path of ``files`` shows the given text
+    (the machine's own /etc is never touched)."""
+    binds = []
+    for n, (dest, text) in enumerate(files.items()):
+        src = tmp / f"file{n}"
+        src.write_text(text)
+        binds.append(f"mount --bind {src} {dest}")
+    code = ("import json, sys; from tests.support.verify import verify; "
+            "r = verify(json.loads(sys.argv[1]), json.loads(sys.argv[2])); "
+            "print(json.dumps({k: [v.status, v.found] for k, v in r.items()}))")
+    run = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                          " && ".join(binds) + ' && exec "$0" "$@"', sys.executable, "-c", code,
+                          json.dumps(data), json.dumps(ids)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_content_trust_environment(session_daemon_factory, tmp_path):
+    data = daemon_data(session_daemon_factory({}))
+    on = verify_with_files({"/etc/environment": "LANG=C.UTF-8\nDOCKER_CONTENT_TRUST=1\n"}, data, ["4.5"], tmp_path)
+    assert on["4.5"][0] == "PASS" and "/etc/environment: DOCKER_CONTENT_TRUST=1" in on["4.5"][1]
+    off = verify_with_files({"/etc/environment": "DOCKER_CONTENT_TRUST=0\n"}, data, ["4.5"], tmp_path)
+    assert off["4.5"][0] == "FAIL"
+    none = verify_with_files({"/etc/environment": "LANG=C.UTF-8\n"}, data, ["4.5"], tmp_path)
+    assert none["4.5"] == ["FAIL", "DOCKER_CONTENT_TRUST is set in no system environment file"]
+
+
+# ---- 5.1 and section 7 on real swarms --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def swarms(session_daemon_factory):
+    """A default single-manager swarm, a hardened one, and a second manager joined over a veth
+    link between the daemons' network namespaces (a two-manager swarm)."""
+    default = session_daemon_factory({})
+    default.docker("swarm", "init", "--advertise-addr", "127.0.0.1", check=True)
+    hardened = session_daemon_factory({})
+    hardened.docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377",
+                    "--autolock", check=True)
+    hardened.docker("network", "rm", "ingress", input="y\n", check=True)
+    hardened.docker("network", "create", "-d", "overlay", "--opt", "encrypted", "secure-net", check=True)
+    deadline = time.monotonic() + 30
+    while "ingress" in hardened.docker("network", "ls", "--format", "{{.Name}}").stdout and time.monotonic() < deadline:
+        time.sleep(0.5)
+    first, second = session_daemon_factory({}), session_daemon_factory({})
+    link = f"hl{first.index}x{second.index}"
+    subprocess.run(["ip", "link", "add", f"{link}a", "netns", first.netns, "type", "veth", "peer", "name",
+                    f"{link}b", "netns", second.netns], check=True)
+    for daemon, end, addr in ((first, "a", "10.99.0.1/24"), (second, "b", "10.99.0.2/24")):
+        daemon.netns_exec("ip", "addr", "add", addr, "dev", f"{link}{end}")
+        daemon.netns_exec("ip", "link", "set", f"{link}{end}", "up")
+    first.docker("swarm", "init", "--advertise-addr", "10.99.0.1", "--listen-addr", "10.99.0.1:2377", check=True)
+    token = first.docker("swarm", "join-token", "-q", "manager", check=True).stdout.strip()
+    second.docker("swarm", "join", "--token", token, "--advertise-addr", "10.99.0.2", "--listen-addr",
+                  "10.99.0.2:2377", "10.99.0.1:2377", check=True)
+    return {"default": default, "hardened": hardened, "pair": first, "plain": session_daemon_factory({})}
+
+
+def test_swarm_defaults_fail(swarms):
+    results = verify_subjects(daemon_data(swarms["default"]), SWARM_IDS)
+    first = {cid: rs[0] for cid, rs in results.items()}
+    assert first["5.1"].status == "FAIL"  # the inventory does not say this host is a swarm node
+    assert first["7.1"].status == "PASS" and first["7.1"].found == "1 managers of 1 nodes"
+    assert first["7.2"].status == "FAIL" and "0.0.0.0:2377 is every interface" in first["7.2"].found
+    assert first["7.5"].status == "FAIL" and first["7.5"].found == "AutoLockManagers = false"
+    overlay = {r.subject.split(" ")[1]: r for r in results["7.3"]}
+    assert overlay["ingress"].status == "FAIL" and "--ingress --opt encrypted" in overlay["ingress"].evidence[0]
+
+
+def test_swarm_hardened_passes(swarms):
+    results = verify_subjects(daemon_data(swarms["hardened"], docker_swarm_enabled=True), SWARM_IDS)
+    assert {cid: [r.status for r in rs] for cid, rs in results.items()} == {
+        "5.1": ["PASS"], "7.1": ["PASS"], "7.2": ["PASS"], "7.3": ["PASS"], "7.5": ["PASS"]}, \
+        {cid: [r.message for r in rs] for cid, rs in results.items()}
+    assert results["7.2"][0].found == "swarm listens on 127.0.0.1:2377"
+    assert results["7.3"][0].subject.startswith("network secure-net ")
+
+
+def test_two_managers_fail_the_manager_count(swarms):
+    result = verify(daemon_data(swarms["pair"], docker_swarm_enabled=True), ["7.1", "7.2"])
+    assert result["7.1"].status == "FAIL" and "2 managers of 2 nodes" in result["7.1"].found
+    assert "even count" in result["7.1"].found
+    assert result["7.2"].status == "PASS"  # bound to the link address only
+    allowed = verify(daemon_data(swarms["pair"], docker_swarm_enabled=True, docker_swarm_max_managers=1), ["7.1"])
+    assert "more than docker_swarm_max_managers (1)" in allowed["7.1"].found
+
+
+def test_no_swarm_skips_section_7_and_passes_5_1(swarms):
+    results = verify(daemon_data(swarms["plain"]), SWARM_IDS)
+    assert statuses(results) == {"5.1": "PASS", "7.1": "SKIP", "7.2": "SKIP", "7.3": "SKIP", "7.5": "SKIP"}
+    assert "swarm mode is not active" in results["7.3"].found
+
+
+# ---- 5.23 / 5.24 from the audit trail of docker client executions ----------------------------
+
+RECORD = ('type=SYSCALL msg=audit({t}.100:{n}): arch=c000003e syscall=59 success=yes exit=0 a0=55d0 a1=55d1 '
+          'a2=55d2 a3=0 items=2 ppid=100 pid={n} auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 '
+          'tty=pts0 ses=3 comm="docker" exe="/usr/bin/docker" subj=unconfined key="{key}"\n'
+          'type=EXECVE msg=audit({t}.100:{n}): argc={argc} {args}\n')
+
+
+def audit_log(path: Path, commands: list[list[str]], key: str = "docker-client") -> Path:
+    """An audit log in auditd's format with one EXECVE event per command (hex-encoding the
+    arguments auditd would encode)."""
+    out = []
+    for n, argv in enumerate(commands, start=700):
+        args = " ".join(f'a{i}="{a}"' if a.isalnum() or a.startswith("-") else f"a{i}={a.encode().hex().upper()}"
+                        for i, a in enumerate(argv))
+        out.append(RECORD.format(t=1763900000 + n, n=n, key=key, argc=len(argv), args=args))
+    path.write_text("".join(out))
+    return path
+
+
+def test_exec_audit_fails_on_privileged_exec(session_daemon_factory, tmp_path):
+    # SIMULATION of the log content only: auditd cannot run next to the other test sessions on
+    # this shared kernel, so the log is written in auditd's format and read by the real ausearch
+    log = audit_log(tmp_path / "audit.log", [["docker", "exec", "--privileged", "web", "sh"],
+                                             ["docker", "exec", "-u", "root", "web", "id"],
+                                             ["docker", "exec", "--user=0:0", "web", "id"],
+                                             ["docker", "ps"]])
+    data = daemon_data(session_daemon_factory({}), auditd_log_file=str(log))
+    result = verify(data, ["5.23"])["5.23"]
+    assert result.status == "FAIL", result.message
+    assert result.found == "3 docker exec invocations in the audit trail (key docker-client), 1 with --privileged"
+    assert "docker exec --privileged web sh" in result.evidence[0]
+    config, facts = _facts(data)
+    root = CHECKS["exec_audit"]({"flag": "root"}, facts, config.data)  # 5.24 is manual: MANUAL with the count
+    assert root.status == "MANUAL" and "2 with --user root" in root.found
+
+
+def test_exec_audit_passes_without_privileged_exec(session_daemon_factory, tmp_path):
+    log = audit_log(tmp_path / "audit.log", [["docker", "exec", "web", "ls -l /"]])
+    result = verify(daemon_data(session_daemon_factory({}), auditd_log_file=str(log)), ["5.23"])["5.23"]
+    assert result.status == "PASS" and result.found.startswith("1 docker exec invocations"), result.message
+
+
+def test_exec_audit_skips_without_a_trail(session_daemon_factory, tmp_path):
+    data = daemon_data(session_daemon_factory({}), auditd_log_file=str(tmp_path / "missing.log"),
+                       auditd_exec_key="hl-no-such-key")
+    result = verify(data, ["5.23"])["5.23"]
+    assert result.status == "SKIP" and "not audited" in result.found, result.message
+
+
+# ---- 6.1 / 6.2 sprawl counts (manual items) --------------------------------------------------
+
+def test_sprawl_counts(session_daemon_factory, busybox_image):
+    daemon = session_daemon_factory({})
+    image = busybox_image(daemon)
+    busybox_image(daemon, "hl/spare:1")
+    daemon.docker("run", "-d", image, "sleep", "3600", check=True)
+    daemon.docker("create", image, "true", check=True)
+    config, facts = _facts(daemon_data(daemon))
+    images = CHECKS["sprawl"]({"what": "images"}, facts, config.data)
+    containers = CHECKS["sprawl"]({"what": "containers"}, facts, config.data)
+    assert images.status == containers.status == "MANUAL"
+    assert images.found == "2 images, 1 used by a container, 1 unused"
+    assert "hl/spare:1" in images.evidence[0] and "hl/busybox" not in images.evidence[0]
+    assert containers.found == "2 containers, 1 running, 1 not running (1 created)"
