@@ -239,10 +239,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
     dry = plan(args.inventory, args.limit, args.deploy)
     if not args.quiet:
         print(f"drift: dry run done ({time.monotonic() - started:.0f}s); verifying ...", file=sys.stderr, flush=True)
-    results = verify_hosts(hosts, args.benchmark, args.parallel, None, _progress(args.quiet, len(hosts)))
+    results = verify_hosts(hosts, args.benchmark, args.parallel, args.section, _progress(args.quiet, len(hosts)))
     drift = Drift(dry, results, [h.name for h in hosts])
     run = RunResults.new(results, started=started_at, duration=time.monotonic() - started, benchmark=args.benchmark,
-                         inventory=args.inventory, hosts=drift.hosts, command=["hardline", *args.argv], label="drift")
+                         inventory=args.inventory, hosts=drift.hosts, command=["hardline", *args.argv],
+                         sections=args.section, label="drift")
     run.meta["drift"] = drift.to_dict()
     if previous is not None:
         from hardline.results import compare
@@ -336,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("inventory", help="pyinfra inventory file")
     drift.add_argument("--limit", action="append", metavar="HOST", help="only this host or group (repeatable)")
     drift.add_argument("--deploy", default="deploys/harden.py", help="deploy file to dry-run (default: %(default)s)")
+    drift.add_argument("--section", action="append", metavar="N", help="verify only this section (repeatable); "
+                       "the dry run covers the whole deploy")
     drift.add_argument("--benchmark", default="cis-docker", help="benchmark catalog (default: %(default)s)")
     drift.add_argument("--parallel", type=int, default=16, help="hosts verified at once (default: %(default)s)")
     drift.add_argument("--junit", metavar="PATH", help="write JUnit XML (controls, plus a drift testsuite per host)")
