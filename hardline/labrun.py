@@ -2,7 +2,9 @@
 
 Boots a fresh lab VM, verifies it (baseline), hardens it with pyinfra, hardens it again (which
 must change nothing), verifies again, and writes the JUnit reports; prints before/after counts
-and the time of every step. Exit code: that of the final verify (0 when everything passes).
+and the time of every step. Reports for before and after: JUnit XML, JSON results and a
+self-contained HTML report (``reports/{before,after}.{xml,json,html}``); after.html shows what
+changed since before. Exit code: that of the final verify (0 when everything passes).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from hardline.results import FAIL, PASS, STATUSES, counts, exit_code, write_junit
+from hardline.results import FAIL, PASS, STATUSES, RunResults, counts, exit_code, score, write_json, write_junit
 
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = ROOT / "inventories" / "lab.py"
@@ -51,22 +53,37 @@ def changed_operations(output: str) -> int:
     return changed
 
 
-def _verify(label: str, reports: Path):
+def _verify(label: str, reports: Path, previous: RunResults | None = None) -> RunResults:
+    """Verify the lab VM; write reports/<label>.xml, .json and .html (compared with ``previous``)."""
+    import datetime as dt
+
     from benchmarks.engine import verify_hosts
     from hardline.inventory import load_hosts
+    from hardline.report import write_html
 
+    started_at = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    started = time.monotonic()
     hosts = load_hosts(str(INVENTORY))
     results = verify_hosts(hosts)
-    write_junit(results, reports / f"{label}.xml")
+    run = RunResults.new(results, started=started_at, duration=time.monotonic() - started,
+                         inventory=str(INVENTORY),
+                         hosts=[h.name for h in hosts], command=["hardline", "lab", "demo"], label=label)
+    write_junit(results, reports / f"{label}.xml", meta=run.meta)
+    write_json(run, reports / f"{label}.json")
+    write_html(run, reports / f"{label}.html", previous=previous)
     c = counts(results)
-    print(f"    {label}: " + "  ".join(f"{s} {c[s]}" for s in STATUSES) + f"   (JUnit: {reports / f'{label}.xml'})")
-    return results
+    print(f"    {label}: score {score(results).text()}  " + "  ".join(f"{s} {c[s]}" for s in STATUSES))
+    for ext in ("xml", "json", "html"):
+        path = reports / f"{label}.{ext}"
+        print(f"    {path} ({path.stat().st_size} bytes)")
+    return run
 
 
 def demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hardline lab demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reports", default=str(ROOT / "reports"), help="directory for JUnit XML (default: %(default)s)")
+    parser.add_argument("--reports", default=str(ROOT / "reports"),
+                        help="directory for the JUnit, JSON and HTML reports (default: %(default)s)")
     parser.add_argument("--reuse", action="store_true", help="reuse a running lab VM instead of a fresh one")
     parser.add_argument("--keep", action="store_true", help="leave the VM running at the end")
     args = parser.parse_args(argv)
@@ -83,7 +100,8 @@ def demo(argv: list[str]) -> int:
     times["lab up (build if needed + boot)"] = time.monotonic() - t
     try:
         t = _step("verify (baseline)")
-        before = _verify("before", reports)
+        before_run = _verify("before", reports)
+        before = before_run.results
         times["verify before"] = time.monotonic() - t
         t = _step("harden: pyinfra -y inventories/lab.py deploys/harden.py")
         rc, changed, out = deploy(INVENTORY)
@@ -97,7 +115,8 @@ def demo(argv: list[str]) -> int:
         times["re-deploy"] = time.monotonic() - t
         print(f"    pyinfra exit {rc2}, {changed2} operations changed")
         t = _step("verify (after)")
-        after = _verify("after", reports)
+        after_run = _verify("after", reports, previous=before_run)
+        after = after_run.results
         times["verify after"] = time.monotonic() - t
     finally:
         if not args.keep:
@@ -107,6 +126,11 @@ def demo(argv: list[str]) -> int:
         scored = [r for r in results if r.control_id.split(".")[0] in ("1", "2", "3", "HL-1")]
         c = counts(scored)
         print(f"    sections 1-3 + HL {label:<6}: PASS {c[PASS]:>3}  FAIL {c[FAIL]:>3}  (of {len(scored)} items)")
+    from hardline.results import compare
+
+    diff = compare(before_run, after_run)
+    print(f"    score {score(before).text()} -> {score(after).text()}: {len(diff.fixed)} fixed, "
+          f"{len(diff.newly_failing)} newly failing, {len(diff.other)} other changes (see {reports / 'after.html'})")
     print(f"    second deploy changed {changed2} operations" + (" (idempotent)" if changed2 == 0 else " (NOT idempotent)"))
     for label, seconds in times.items():
         print(f"    {label:<32} {seconds:7.1f} s")
