@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import jinja2
 
 from hardline.results import (
     ERROR, FAIL, MANUAL, PASS, SKIP, STATUSES, WAIVED, Comparison, Result, RunResults, compare,
-    control_statuses, counts, host_scores, score,
+    control_sort_key, control_statuses, counts, host_scores, score,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +31,7 @@ TEMPLATE_DIR = ROOT / "templates" / "report"
 STATUS_ORDER = {s: i for i, s in enumerate((FAIL, ERROR, WAIVED, MANUAL, SKIP, PASS))}
 
 
-def _id_key(control_id: str) -> tuple:
-    """Sort key for CIS ids: 1.1.2 < 1.1.10 < 2.1; hardline's own HL- controls last."""
-    own = control_id.startswith("HL")
-    return (own,) + tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.-]", control_id.removeprefix("HL-")))
+_id_key = control_sort_key
 
 
 def _environment() -> jinja2.Environment:

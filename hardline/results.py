@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -111,6 +112,12 @@ def exit_code(results: list[Result]) -> int:
     if FAIL in statuses:
         return EXIT_FAILED
     return EXIT_OK
+
+
+def control_sort_key(control_id: str) -> tuple:
+    """Natural order of control ids: 1.1.2 < 1.1.10 < 2.1; hardline's own HL controls last."""
+    own = control_id.startswith("HL")
+    return (own,) + tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.-]", control_id.removeprefix("HL-")))
 
 
 def counts(results: Iterable[Result]) -> Counter:
@@ -348,7 +355,7 @@ def compare(previous: RunResults, current: RunResults) -> Comparison:
     before = {r.key: r for r in previous.results if r.host in hosts}
     after = {r.key: r for r in current.results}
     newly, fixed, other = [], [], []
-    for key in sorted(set(before) | set(after)):
+    for key in sorted(set(before) | set(after), key=lambda k: (k[0], control_sort_key(k[1]), k[2])):
         b, a = before.get(key), after.get(key)
         bs, as_ = (b.status if b else None), (a.status if a else None)
         if bs == as_:

@@ -142,6 +142,12 @@ def test_compare_newly_failing_fixed_and_other():
     assert "z" not in diff.scores_before  # hosts of the current run only
 
 
+def test_changes_are_in_natural_control_order():
+    ids = ["1.1.10", "2.16", "1.1.3", "HL-1.1", "2.2"]
+    diff = compare(run_of([res("a", i, FAIL) for i in ids]), run_of([res("a", i, PASS) for i in ids]))
+    assert [c.key[1] for c in diff.fixed] == ["1.1.3", "1.1.10", "2.2", "2.16", "HL-1.1"]
+
+
 # --------------------------------------------------------------------------------------- HTML
 
 
