@@ -222,3 +222,24 @@ def test_manual_items_report_facts_as_manual(workload):
     assert "127.0.0.1:8080->80/tcp" in ports["good"]
     bridge = {v.subject.split(" ")[1]: v.found for v in CHECKS["container_info"]({"info": "default_bridge"}, facts, config.data)}
     assert "(default bridge)" in bridge["good"] and "host" in bridge["hostns"]
+
+
+@pytest.mark.lab
+def test_apparmor_profiles_on_the_lab_vm(lab_vm, tmp_path):
+    """5.2 where AppArmor enforces (the lab VM): docker-default passes, unconfined and privileged fail."""
+    from hardline import lab
+    from tests.support.images import busybox_rootfs_tar
+
+    with open(busybox_rootfs_tar(tmp_path / "rootfs.tar"), "rb") as tar:
+        subprocess.run(lab.ssh_command("docker import - hl/apparmor-test:1"), stdin=tar, check=True, capture_output=True)
+    names = {"confined": "", "loose": "--security-opt apparmor=unconfined", "priv": "--privileged"}
+    try:
+        for name, flags in names.items():
+            run = lab.run_ssh(f"docker run -d --name hl-aa-{name} {flags} hl/apparmor-test:1 sleep 600", timeout=120)
+            assert run.returncode == 0, run.stderr
+        results = {r.subject.split(" ")[1]: r for r in verify_subjects(lab.inventory_data(), ["5.2"], name="lab-vm")["5.2"]}
+        assert results["hl-aa-confined"].status == "PASS" and "docker-default" in results["hl-aa-confined"].found
+        assert results["hl-aa-loose"].status == "FAIL" and "unconfined" in results["hl-aa-loose"].found
+        assert results["hl-aa-priv"].status == "FAIL"
+    finally:
+        lab.run_ssh("docker rm -f hl-aa-confined hl-aa-loose hl-aa-priv; docker rmi hl/apparmor-test:1", timeout=120)
