@@ -4,6 +4,7 @@ where they differ, and both wall times with their ratio, measured in one run.
 
     python3 perf/compare_docker_bench.py DOCKER_BENCH_DIR local [--socket S --pidfile P]
     python3 perf/compare_docker_bench.py DOCKER_BENCH_DIR --demo 20        # throw-away daemon, 20 busybox containers
+    python3 perf/compare_docker_bench.py DOCKER_BENCH_DIR --demo 20 --edge --swarm   # + known edge cases, a swarm
     python3 perf/compare_docker_bench.py DOCKER_BENCH_DIR --inventory inventories/lab.py --limit lab
 
 DOCKER_BENCH_DIR is a checkout of docker-bench-security; it is run, never copied or shipped.
@@ -110,7 +111,9 @@ def parse_docker_bench(text: str) -> dict[str, dict]:
             if isinstance(items, str):
                 items = items.split()
             verdicts[r["id"]] = {"status": THEIRS.get(r.get("result", ""), r.get("result", "?")),
-                                 "failing": sorted(str(i).strip("[] ") for i in items if str(i).strip("[] ")),
+                                 # items are names; "(swarm)" after a network name is its scope
+                                 "failing": sorted(n for i in items if (n := str(i).strip("[] "))
+                                                   and not (n.startswith("(") and n.endswith(")"))),
                                  "found": r.get("details", "")}
     return verdicts
 
@@ -142,7 +145,7 @@ EDGE = {
 SSHD = "printf '#!/bin/sh\\nwhile :; do sleep 1; done\\n' > /tmp/sshd && chmod +x /tmp/sshd && exec /tmp/sshd"
 
 
-def demo_daemon(containers: int, edge: bool = False):
+def demo_daemon(containers: int, edge: bool = False, swarm: bool = False):
     """A throw-away dockerd (tests/support) with N running busybox containers; with ``edge``,
     daemon.json sets no-new-privileges and the EDGE containers run as well."""
     from tests.support.daemons import DaemonFactory
@@ -156,6 +159,8 @@ def demo_daemon(containers: int, edge: bool = False):
     for name, flags in (EDGE.items() if edge else ()):
         command = ["-c", SSHD] if name == "edge-sshd" else ["sleep", "86400"]
         daemon.docker("run", "-d", "--name", name, *flags, image, *command, check=True)
+    if swarm:  # a one-manager swarm with docker's defaults (listens on every interface)
+        daemon.docker("swarm", "init", "--advertise-addr", "127.0.0.1", check=True)
     return factory, daemon
 
 
@@ -215,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pidfile", default="/var/run/docker.pid")
     parser.add_argument("--demo", type=int, metavar="N", help="throw-away test daemon with N busybox containers")
     parser.add_argument("--edge", action="store_true", help="with --demo: add the EDGE containers and no-new-privileges")
+    parser.add_argument("--swarm", action="store_true", help="with --demo: the daemon initialises a swarm")
     parser.add_argument("--inventory", help="pyinfra inventory of the host to compare on")
     parser.add_argument("--limit", help="host of the inventory")
     parser.add_argument("--json", type=Path, help="write both verdicts, the differences and the times here")
@@ -235,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 socket, pidfile = args.socket, args.pidfile
                 if args.demo is not None:
-                    factory, daemon = demo_daemon(args.demo, args.edge)
+                    factory, daemon = demo_daemon(args.demo, args.edge, args.swarm)
                     socket, pidfile = str(daemon.socket), str(daemon.pidfile)
                 inventory = local_inventory(tmp_path, {"docker_socket_path": socket, "docker_pidfile": pidfile})
                 docker_host = f"unix://{socket}"
