@@ -203,3 +203,31 @@ def test_sprawl_counts(session_daemon_factory, busybox_image):
     assert images.found == "2 images, 1 used by a container, 1 unused"
     assert "hl/spare:1" in images.evidence[0] and "hl/busybox" not in images.evidence[0]
     assert containers.found == "2 containers, 1 running, 1 not running (1 created)"
+
+
+class CountingHost:
+    """A testinfra host that counts the commands sent to it."""
+
+    def __init__(self, host):
+        self.host, self.commands = host, 0
+
+    def run(self, command):
+        self.commands += 1
+        return self.host.run(command)
+
+
+def test_containers_images_and_swarm_cost_no_extra_round_trip(swarms, busybox_image):
+    from benchmarks.connect import testinfra_host
+    from benchmarks.facts import gather
+
+    daemon = swarms["default"]
+    image = busybox_image(daemon)
+    for n in range(5):
+        daemon.docker("run", "-d", "--name", f"count-{n}", image, "sleep", "600", check=True)
+    config = check_host("@local", [], [("t", daemon_data(daemon))], daemon_data(daemon))
+    counting = CountingHost(testinfra_host(config.name, config.connection))
+    facts = gather(counting, config.data)
+    assert counting.commands == 2 == facts.round_trips
+    assert len([c for c in facts.values["containers"] if c["State"]["Running"]]) == 5
+    assert facts.values["swarm_state"]["ListenAddr"] == "0.0.0.0:2377" and facts.values["dockerd_listen"]
+    assert len(facts.values["container_procs"]["init"]) == 5
