@@ -86,7 +86,8 @@ def _script_round1(data: dict[str, Any]) -> str:
         f"systemctl show -p Id -p FragmentPath {' '.join(UNITS)} || true'",
         "run binaries sh -c '" + "; ".join(f"command -v {b} || echo MISSING" for b in BINARIES) + "'",
         "run auditctl auditctl -l",
-        f"run audit_files sh -c 'for f in /etc/audit/rules.d/*.rules /etc/audit/audit.rules {q(data['auditd_rules_file'])}; "
+        f"run audit_files sh -c 'for f in /etc/audit/rules.d/*.rules /etc/audit/audit.rules {q(data['auditd_rules_file'])} "
+        f"{q(data['auditd_platform_rules_file'])}; "
         "do [ -f \"$f\" ] && { echo \"### $f\"; cat \"$f\"; }; done; true'",
         "run group getent group docker",
         "run passwd getent passwd",
@@ -96,8 +97,15 @@ def _script_round1(data: dict[str, Any]) -> str:
             for k in data["sysctl_settings"]) + "; true'",
         "run sysctl_files sh -c 'for f in " + " ".join(f"{d}/*.conf" for d in SYSCTL_DIRS)
         + f" /etc/sysctl.conf {q(data['sysctl_persist_file'])}; do [ -f \"$f\" ] && {{ echo \"### $f\"; cat \"$f\"; }}; done; true'",
-    ] + _workload_lines(data)
+    ] + _workload_lines(data) + _platform_lines(data)
     return "\n".join(lines) + "\n"
+
+
+def _platform_lines(data: dict[str, Any]) -> list[str]:
+    """Round-1 sections of the platform (HL-) controls: benchmarks/platform_facts.py."""
+    from benchmarks.platform_facts import platform_lines
+
+    return platform_lines(data)
 
 
 def _workload_lines(data: dict[str, Any]) -> list[str]:
@@ -204,6 +212,9 @@ def _parse_round1(facts: HostFacts, data: dict[str, Any]) -> None:
     if out is not None:
         facts.values["sysctl_files"] = _split_files(out)
     _parse_workloads(facts)
+    from benchmarks.platform_facts import parse_platform
+
+    parse_platform(facts)
 
 
 NO_SUCH = re.compile(r"no such (object|image|container|network)", re.I)

@@ -46,6 +46,7 @@ class Control:
     vars: tuple[str, ...] = ()
     remediation: str = ""
     guidance: str = ""
+    references: tuple[str, ...] = ()  # e.g. the CIS distribution benchmark items an HL- control covers
     benchmark: str = ""
 
     @property
@@ -126,7 +127,8 @@ def _control(entry: dict[str, Any], benchmark: str, where: str) -> Control:
     if entry["assessment"] not in ASSESSMENTS:
         raise CatalogError(f"{where} {entry['id']}: assessment must be one of {ASSESSMENTS}")
     return Control(
-        **{**entry, "vars": tuple(entry.get("vars") or ()), "params": entry.get("params") or {}},
+        **{**entry, "vars": tuple(entry.get("vars") or ()), "params": entry.get("params") or {},
+           "references": tuple(entry.get("references") or ())},
         benchmark=benchmark,
     )
 

@@ -23,7 +23,8 @@ from typing import Any, Iterable
 from hardline.catalog import Catalog, defaults, load_catalog, tunables
 
 # Keys in these namespaces belong to hardline: an unknown one is a typo, not someone else's data.
-OWN_PREFIXES = ("docker_", "containerd_", "sysctl_", "auditd_", "hardline_")
+OWN_PREFIXES = ("docker_", "containerd_", "sysctl_", "auditd_", "hardline_", "kernel_", "apparmor_", "selinux_",
+                "cgroup_", "platform_")
 # pyinfra's @docker connector uses these data keys; they are not ours.
 FOREIGN_KEYS = {"docker_identifier", "docker_platform", "docker_architecture"}
 
@@ -207,6 +208,78 @@ def _contradictions(data: dict[str, Any], waived: set[str], catalog: Catalog, ad
         add("docker_daemon_extra", f"sets {key!r}, which hardline manages from its own variables")
     if str(data["sysctl_settings"].get("net.ipv4.ip_forward", 1)) == "0":
         add("sysctl_settings", "net.ipv4.ip_forward=0 breaks Docker's bridge networking on a Docker host")
+    _platform_contradictions(data, add)
+
+
+# What a deploy must never remove or mask: it would cut the deploying connection (sshd), the
+# means to repair the host (the package manager) or the container engine hardline hardens.
+PROTECTED_PACKAGES = re.compile(r"^(openssh-server|openssh-sftp-server|ssh|openssh|dropbear.*|apt|apt-utils|dpkg|"
+                                r"rpm|yum|dnf|microdnf|libdnf.*|zypper|docker.*|moby.*|containerd.*|runc|crun|"
+                                r"podman|systemd|systemd-sysv|init|libc6|glibc|python3|sudo|auditd|audit)$")
+PROTECTED_UNITS = re.compile(r"^(ssh|sshd|ssh@|sshd@|ssh\.socket|sshd\.socket|docker|containerd|systemd-.*|auditd|"
+                             r"dbus|apparmor)(\.(service|socket))?$")
+SYSCTL_NAMESPACES = {"kernel", "net", "fs", "vm", "user", "dev", "abi", "debug", "crypto", "sunrpc"}
+LSMS = ("auto", "apparmor", "selinux")
+ENGINE_LIMITS = {
+    "CPUQuota": re.compile(r"^[1-9][0-9]*%$"),
+    "CPUWeight": re.compile(r"^([1-9][0-9]{0,3}|10000)$"),
+    "MemoryMax": re.compile(r"^([1-9][0-9]*[KMGT]?|infinity)$"),
+    "MemoryHigh": re.compile(r"^([1-9][0-9]*[KMGT]?|infinity)$"),
+    "TasksMax": re.compile(r"^([1-9][0-9]*|infinity)$"),
+}
+PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def _platform_contradictions(data: dict[str, Any], add) -> None:
+    """Platform settings (HL- controls) that are malformed or would cut the host off."""
+    for key in data["sysctl_settings"]:
+        if key.split(".")[0] not in SYSCTL_NAMESPACES:
+            add("sysctl_settings", f"{key!r} is not a sysctl: no /proc/sys/{key.split('.')[0]} "
+                f"(namespaces: {', '.join(sorted(SYSCTL_NAMESPACES))})")
+    for pkg in data["platform_packages_absent"]:
+        if PROTECTED_PACKAGES.match(pkg):
+            add("platform_packages_absent", f"refusing to remove {pkg!r}: it is the SSH server, the package manager, "
+                "the container engine or the base system the deploy relies on")
+    for unit in data["platform_services_masked"]:
+        if PROTECTED_UNITS.match(unit):
+            add("platform_services_masked", f"refusing to mask {unit!r}: it would cut the deploying SSH connection, "
+                "stop the container engine or a core system service")
+    lsm = data["hardline_lsm"]
+    if lsm not in LSMS:
+        add("hardline_lsm", f"must be one of {', '.join(LSMS)}, got {lsm!r}")
+    if lsm == "apparmor" and data["selinux_booleans"]:
+        add("selinux_booleans", "set while hardline_lsm is apparmor: SELinux booleans do not exist on an AppArmor host")
+    for name, value in data["selinux_booleans"].items():
+        if value not in ("on", "off"):
+            add("selinux_booleans", f"{name}: must be on or off, got {value!r}")
+    if not PROFILE_NAME.match(data["apparmor_profile"]) or data["apparmor_profile"] == "docker-default":
+        add("apparmor_profile", f"{data['apparmor_profile']!r} is not a usable profile name (lowercase, not docker-default)")
+    for workload, rules in data["apparmor_workload_profiles"].items():
+        if not PROFILE_NAME.match(workload):
+            add("apparmor_workload_profiles", f"{workload!r} is not a usable workload name (lowercase letters, digits, -_.)")
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            add("apparmor_workload_profiles", f"{workload}: must be a list of AppArmor rules (strings)")
+    for rule in data["apparmor_profile_rules"] + [r for rules in data["apparmor_workload_profiles"].values()
+                                                  if isinstance(rules, list) for r in rules if isinstance(r, str)]:
+        if not rule.rstrip().endswith((",", "}")) or "\n" in rule:
+            add("apparmor_profile_rules", f"{rule!r} is not one AppArmor rule ending with a comma")
+    for key, value in data["cgroup_engine_limits"].items():
+        if key not in ENGINE_LIMITS:
+            add("cgroup_engine_limits", f"unknown limit {key!r} (known: {', '.join(ENGINE_LIMITS)})")
+        elif not ENGINE_LIMITS[key].match(value):
+            add("cgroup_engine_limits", f"{key}: {value!r} is not a valid value (e.g. CPUQuota 150%, MemoryMax 2G, "
+                "TasksMax 4096)")
+    params = data["kernel_boot_params"]
+    if data["kernel_cgroup_v2"] and any(p.startswith("systemd.unified_cgroup_hierarchy=") and p.endswith(("=0", "=false", "=no"))
+                                        for p in params):
+        add("kernel_boot_params", "asks for cgroup v1 while kernel_cgroup_v2 is true")
+    if lsm == "selinux" and any(p in ("security=apparmor", "apparmor=1", "lsm=apparmor") for p in params):
+        add("kernel_boot_params", "enables AppArmor while hardline_lsm is selinux")
+    if lsm == "apparmor" and any(p in ("security=selinux", "selinux=1") for p in params):
+        add("kernel_boot_params", "enables SELinux while hardline_lsm is apparmor")
+    for rule in data["auditd_platform_rules"]:
+        if rule.split()[:1] in (["-e"], ["-D"]):
+            add("auditd_platform_rules", f"{rule!r}: set auditd_immutable instead of -e, and never delete rules with -D")
 
 
 def check_host(

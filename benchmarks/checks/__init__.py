@@ -5,7 +5,7 @@ resolved against the host's inventory data, and returns a Verdict. A fact that c
 gathered raises FactError, which the engine turns into ERROR.
 """
 
-from benchmarks.checks import audit, containers, daemon, files, images, kernel, swarm, users
+from benchmarks.checks import audit, containers, daemon, files, images, kernel, platform, swarm, users
 
 CHECKS = {
     "daemon_option": daemon.check_daemon_option,
@@ -16,6 +16,16 @@ CHECKS = {
     "audit_watch": audit.check_audit_watch,
     "group_members": users.check_group_members,
     "sysctl": kernel.check_sysctl,
+    "kernel_module_disabled": platform.check_kernel_module_disabled,
+    "boot_params": platform.check_boot_params,
+    "apparmor": platform.check_apparmor,
+    "selinux": platform.check_selinux,
+    "cgroup_version": platform.check_cgroup_version,
+    "engine_limits": platform.check_engine_limits,
+    "packages_absent": platform.check_packages_absent,
+    "services_masked": platform.check_services_masked,
+    "audit_rules": platform.check_audit_rules,
+    "audit_immutable": platform.check_audit_immutable,
     "container_setting": containers.check_container_setting,
     "container_rule": containers.check_container_rule,
     "container_info": containers.check_container_info,
