@@ -77,13 +77,17 @@ def exec_audit_rule(config) -> None:
     if not cli:
         return  # no client on this host: nothing can exec through it
     rule = f"-w {cli} -p x -k {data['auditd_exec_key']}"
-    path = str(Path(data["auditd_rules_file"]).parent / "hardline-docker-client.rules")
+    # sorts before hardline-docker.rules: at boot a rule there on a path that does not exist yet
+    # (containerd.sock) stops augenrules from loading any rule after it
+    path = str(Path(data["auditd_rules_file"]).parent / "hardline-client-exec.rules")
     written = files.put(name="[cis-docker 5.23] audit rule recording docker client executions (exec_audit)",
                         src=_text(f"# Managed by hardline: docker exec --privileged/--user root evidence (CIS 5.23, 5.24)\n{rule}\n"),
                         dest=path, user="root", group="root", mode="640", create_remote_dir=True)
     loaded = host.get_fact(LoadedAuditRules) or []
-    if written.did_change or not any(line.startswith(f"-w {cli} ") and "-p x" in line for line in loaded):
-        server.shell(name="Load the docker client audit rule", commands=[f"auditctl {rule} || augenrules --load"])
+    is_loaded = any(line.startswith(f"-w {cli} ") and "-p x" in line for line in loaded)
+    # a rule already loaded is reloaded only when the file changed (e.g. a new key)
+    server.shell(name="Load the docker client audit rule", commands=[f"augenrules --load || auditctl {rule}"],
+                 **({"_if": written.did_change} if is_loaded else {}))
 
 
 def _text(content: str):

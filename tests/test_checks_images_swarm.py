@@ -231,3 +231,22 @@ def test_containers_images_and_swarm_cost_no_extra_round_trip(swarms, busybox_im
     assert len([c for c in facts.values["containers"] if c["State"]["Running"]]) == 5
     assert facts.values["swarm_state"]["ListenAddr"] == "0.0.0.0:2377" and facts.values["dockerd_listen"]
     assert len(facts.values["container_procs"]["init"]) == 5
+
+
+@pytest.mark.lab
+def test_exec_audit_with_real_auditd_on_the_lab_vm(lab_vm):
+    """5.23 from a real audit trail: the rule hardline deploys, a real `docker exec --privileged`."""
+    from hardline import lab
+
+    key = "hl-exec-test"
+    assert lab.run_ssh(f"auditctl -w /usr/bin/docker -p x -k {key}").returncode == 0
+    try:
+        data = {**lab.inventory_data(), "auditd_exec_key": key}
+        before = verify(data, ["5.23"], name="lab-vm")["5.23"]
+        assert before.status == "PASS", before.message
+        # the client's execution is audited whether or not the exec succeeds
+        lab.run_ssh("docker exec --privileged hl-no-such-container true", timeout=120)
+        after = verify(data, ["5.23"], name="lab-vm")["5.23"]
+        assert after.status == "FAIL" and "docker exec --privileged hl-no-such-container true" in after.evidence[0]
+    finally:
+        lab.run_ssh(f"auditctl -W /usr/bin/docker -p x -k {key}")
