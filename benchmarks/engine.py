@@ -55,7 +55,7 @@ def _result(control: Control, config: HostConfig, verdict: Verdict, catalog: Cat
 
 def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception) -> Verdict | list[Verdict]:
     if not control.automated:
-        return Verdict(MANUAL, found=control.guidance or "verify by hand")
+        return _manual(control, config, facts)
     if control.kind is None:
         return Verdict(SKIP, found="no automated check in this hardline version")
     if isinstance(facts, Exception):
@@ -66,6 +66,23 @@ def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception)
         return Verdict(ERROR, found=str(err))
     except Exception as err:  # a check bug must not pass a control, nor hide the others
         return Verdict(ERROR, found=f"check {control.kind} crashed: {type(err).__name__}: {err}")
+
+
+def _manual(control: Control, config: HostConfig, facts: HostFacts | Exception) -> Verdict | list[Verdict]:
+    """A manual item is always MANUAL, never PASS; where it names a kind, what that check
+    gathered (counts, listings) is kept as evidence for the auditor."""
+    guidance = control.guidance or "verify by hand"
+    if control.kind is None or isinstance(facts, Exception):
+        return Verdict(MANUAL, found=guidance)
+    try:
+        gathered = CHECKS[control.kind](control.resolve(config.data), facts, config.data)
+    except Exception as err:  # the guidance still stands; say why the evidence is missing
+        return Verdict(MANUAL, found=guidance, evidence=[f"evidence could not be gathered: {err}"])
+    verdicts = [gathered] if isinstance(gathered, Verdict) else gathered
+    for v in verdicts:
+        v.evidence = [f"to review: {guidance}"] + v.evidence
+        v.status = MANUAL
+    return verdicts or Verdict(MANUAL, found=guidance)
 
 
 def gather_host(config: HostConfig) -> HostFacts | Exception:

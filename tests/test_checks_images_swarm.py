@@ -250,3 +250,18 @@ def test_exec_audit_with_real_auditd_on_the_lab_vm(lab_vm):
         assert after.status == "FAIL" and "docker exec --privileged hl-no-such-container true" in after.evidence[0]
     finally:
         lab.run_ssh(f"auditctl -W /usr/bin/docker -p x -k {key}")
+
+
+def test_manual_items_report_gathered_evidence_never_pass(session_daemon_factory, busybox_image):
+    # 6.2 is manual: the engine runs its sprawl kind and keeps the counts as MANUAL evidence
+    from tests.support.verify import daemon_data, verify_subjects
+
+    daemon = session_daemon_factory({})
+    busybox_image(daemon)
+    daemon.docker("create", "--name", "hl-stopped", "hl/busybox:latest", "true", check=True)
+    results = verify_subjects(daemon_data(daemon), ["6.1", "6.2", "2.1"])
+    assert {r.status for rs in results.values() for r in rs} == {"MANUAL"}
+    (sprawl,) = results["6.2"]
+    assert "1 containers, 0 running, 1 not running" in sprawl.found
+    assert sprawl.evidence[0].startswith("to review: ")
+    assert "images" in results["6.1"][0].found
