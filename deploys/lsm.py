@@ -69,10 +69,10 @@ def apparmor(config) -> None:
         if not lsm["apparmor"]:
             host.noop(f"AppArmor is not enabled in this kernel: {name} loads at the next boot with AppArmor on (HL-1.3)")
             continue
-        not_enforced = loaded.get(name) != "enforce"
+        # not loaded, or loaded in complain mode: a change by itself; else only after a new file
+        condition = {} if loaded.get(name) != "enforce" else {"_if": written.did_change}
         server.shell(name=op_name(control, f"Load {name} in enforce mode (apparmor_parser -r)"),
-                     commands=[f"apparmor_parser -r -W {shlex.quote(path)}"],
-                     _if=lambda written=written, not_enforced=not_enforced: written.did_change() or not_enforced)
+                     commands=[f"apparmor_parser -r -W {shlex.quote(path)}"], **condition)
 
 
 def selinux(config) -> None:

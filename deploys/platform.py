@@ -60,7 +60,7 @@ def engine_limits(config) -> None:
                          + (f" ({', '.join(sorted(drifted))} differ)" if drifted else ""),
                          commands=[f"systemctl set-property --runtime {shlex.quote(unit)} "
                                    + " ".join(f"{k}={v}" for k, v in sorted(limits.items()))],
-                         _if=lambda dropin=dropin, drifted=drifted: dropin.did_change() or bool(drifted))
+                         **({} if drifted else {"_if": dropin.did_change}))  # drifted: a change by itself
 
 
 def _limit_holds(key: str, want: str, state: dict[str, str]) -> bool:
@@ -106,8 +106,13 @@ def services_masked(config) -> None:
             if load == "not-found" and active == "inactive":
                 continue
             if not masked:
+                # a unit file of the administrator's own in /etc/systemd/system cannot be masked:
+                # it is stopped and disabled, and the check keeps failing until it is removed
+                u = shlex.quote(unit)
                 server.shell(name=op_name(control, f"Stop and mask {unit}"),
-                             commands=[f"systemctl mask --now {shlex.quote(unit)}"])
+                             commands=[f"systemctl mask --now {u} 2>/dev/null || {{ systemctl disable --now {u}; "
+                                       f"echo 'hardline: {unit} stopped and disabled, not masked: its unit file is in "
+                                       "/etc/systemd/system' >&2; }"])
             elif active not in ("inactive", "failed"):
                 server.shell(name=op_name(control, f"Stop {unit} (masked but running)"),
                              commands=[f"systemctl stop {shlex.quote(unit)}"])
@@ -165,9 +170,10 @@ def audit_rules(config) -> None:
         if any(missing for _, missing in changed):
             host.noop("audit rules are immutable (-e 2) until reboot: the new rules load at the next boot")
         return
+    # rules missing from the kernel make the load a change by itself (drift shows it as such)
+    condition = {} if any(missing for _, missing in changed) else {"_if": lambda: any(w.did_change() for w, _ in changed)}
     server.shell(name="Load platform audit rules" + (" and make them immutable" if immutable else ""),
-                 commands=["augenrules --load"],
-                 _if=lambda: any(w.did_change() or missing for w, missing in changed))
+                 commands=["augenrules --load"], **condition)
 
 
 @deploy("Platform: engine limits, services, packages, audit", data_defaults=DEFAULTS)
