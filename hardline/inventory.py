@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
+import pickle
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -357,31 +361,65 @@ def merged_data(host) -> dict[str, Any]:
     return host.data.dict()
 
 
-def load_hosts(inventory_file: str, limit: Iterable[str] | None = None) -> list[HostConfig]:
-    """Load a pyinfra inventory file (with its group_data) and validate every host.
+def _picklable(value: Any) -> Any:
+    try:
+        pickle.dumps(value)
+        return value
+    except Exception:  # a module or function in group data: not ours, keep its description only
+        return repr(value)
 
-    ``limit`` keeps hosts whose name or one of whose groups is listed (like pyinfra --limit).
-    Raises InventoryError (all hosts' problems together) or FileNotFoundError.
+
+def read_inventory(inventory_file: str, cwd: str) -> list[tuple[str, list[str], list, dict[str, Any]]]:
+    """(name, groups, source layers, merged data) of every host, through pyinfra's own loader.
+
+    Runs in a child process (see load_hosts): importing pyinfra_cli monkey-patches the standard
+    library for gevent, which deadlocks a process that already runs threads.
     """
     # pyinfra_cli is not a stable API: pyinfra is pinned and tests/test_inventory.py covers this.
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
+    with ctx_state.use(State()):
+        inventory = make_inventory(inventory_file, cwd=cwd)
+        return [(host.name, list(host.groups),
+                 [(src, {k: _picklable(v) for k, v in layer.items()})
+                  for src, layer in pyinfra_sources(inventory, host, inventory_file)],
+                 {k: _picklable(v) for k, v in merged_data(host).items()})
+                for host in inventory]
+
+
+def _read_inventory_isolated(inventory_file: str) -> list:
+    code = ("import pickle, sys\nfrom hardline.inventory import read_inventory\n"
+            "sys.stdout.buffer.write(pickle.dumps(read_inventory(sys.argv[1], sys.argv[2])))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code, inventory_file, str(Path.cwd())], capture_output=True,
+                          env=env, stdin=subprocess.DEVNULL, timeout=300)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise InventoryError([Problem(inventory_file, "-", "inventory",
+                                      f"pyinfra could not load it: {err[-1] if err else 'exit ' + str(proc.returncode)}")])
+    return pickle.loads(proc.stdout)
+
+
+def load_hosts(inventory_file: str, limit: Iterable[str] | None = None) -> list[HostConfig]:
+    """Load a pyinfra inventory file (with its group_data) and validate every host.
+
+    ``limit`` keeps hosts whose name or one of whose groups is listed (like pyinfra --limit).
+    Raises InventoryError (all hosts' problems together) or FileNotFoundError.
+    """
     if not Path(inventory_file).is_file():
         raise FileNotFoundError(f"inventory file not found: {inventory_file}")
-    with ctx_state.use(State()):
-        inventory = make_inventory(inventory_file, cwd=str(Path.cwd()))
-        wanted = set(limit or ())
-        hosts, problems = [], []
-        for host in inventory:
-            if wanted and host.name not in wanted and not wanted & set(host.groups):
-                continue
-            try:
-                hosts.append(check_host(host.name, host.groups, pyinfra_sources(inventory, host, inventory_file),
-                                        merged_data(host)))
-            except InventoryError as err:
-                problems += err.problems
+    wanted = set(limit or ())
+    hosts, problems = [], []
+    for name, groups, sources, merged in _read_inventory_isolated(inventory_file):
+        if wanted and name not in wanted and not wanted & set(groups):
+            continue
+        try:
+            hosts.append(check_host(name, groups, sources, merged))
+        except InventoryError as err:
+            problems += err.problems
     if problems:
         raise InventoryError(problems)
     if not hosts and not wanted:

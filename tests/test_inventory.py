@@ -124,3 +124,21 @@ def test_cli_and_pyinfra_refuse_bad_data_without_traceback(tmp_path):
 def test_missing_inventory_file():
     result = run(sys.executable, "-m", "hardline.cli", "verify", "/nonexistent/inv.py")
     assert result.returncode == 4 and "inventory file not found" in result.stderr
+
+
+def test_loading_never_imports_pyinfra_cli_into_this_process(tmp_path):
+    # pyinfra_cli monkey-patches the standard library for gevent on import; in a process that
+    # already runs threads (the verifier's parallel gathering, pytest plugins) that deadlocked
+    inv = write_inventory(tmp_path, 'docker_hosts = ["a"]\n')
+    code = ("import sys; from hardline.inventory import load_hosts; "
+            f"assert [h.name for h in load_hosts({str(inv)!r})] == ['a']; "
+            "assert 'pyinfra_cli' not in sys.modules and 'gevent.monkey' not in sys.modules")
+    assert run(sys.executable, "-c", code).returncode == 0
+
+
+def test_inventory_that_pyinfra_cannot_load(tmp_path):
+    inv = tmp_path / "broken.py"
+    inv.write_text("docker_hosts = [\n")
+    (msg,) = problems(inv)
+    assert msg.startswith(f"{inv}: host -: inventory: pyinfra could not load it: ")
+    assert "SyntaxError" in msg
