@@ -92,9 +92,10 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str
     return load
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_vm():
-    """The lab VM booted from fresh disks once per session (tests/test_lab*.py), stopped at the end."""
+    """The lab VM booted from fresh disks for one test module, stopped after it: lab modules
+    harden, tamper with or stop the VM, so none may inherit another's."""
     from hardline import lab
 
     if os.geteuid() != 0:
