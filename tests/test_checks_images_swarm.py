@@ -14,7 +14,7 @@ import pytest
 from benchmarks.checks import CHECKS
 from benchmarks.engine import gather_host
 from hardline.inventory import check_host
-from tests.support.verify import daemon_data, statuses, verify, verify_subjects
+from tests.support.verify import CountingHost, daemon_data, statuses, verify, verify_subjects
 
 ROOT = Path(__file__).resolve().parent.parent
 SWARM_IDS = ["5.1", "7.1", "7.2", "7.3", "7.5"]
@@ -203,17 +203,6 @@ def test_sprawl_counts(session_daemon_factory, busybox_image):
     assert images.found == "2 images, 1 used by a container, 1 unused"
     assert "hl/spare:1" in images.evidence[0] and "hl/busybox" not in images.evidence[0]
     assert containers.found == "2 containers, 1 running, 1 not running (1 created)"
-
-
-class CountingHost:
-    """A testinfra host that counts the commands sent to it."""
-
-    def __init__(self, host):
-        self.host, self.commands = host, 0
-
-    def run(self, command):
-        self.commands += 1
-        return self.host.run(command)
 
 
 def test_containers_images_and_swarm_cost_no_extra_round_trip(swarms, busybox_image):

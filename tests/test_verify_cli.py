@@ -12,6 +12,7 @@ from benchmarks.connect import testinfra_host as connect_host
 from benchmarks.facts import gather
 from hardline.inventory import check_host
 from tests.support.daemons import DockerDaemon
+from tests.support.verify import CountingHost
 from tests.test_checks_daemon import COMPLIANT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,17 +103,6 @@ def test_wrong_host_key_is_error_not_pass(fleet, sshd, session_daemon_factory, t
     inv.write_text(f"hosts = [('impostor', {{**{sshd.pyinfra_data()!r}, 'ssh_known_hosts_file': {str(other)!r}}})]\n")
     run = hardline("verify", str(inv), "--section", "2")
     assert run.returncode == 2 and "PASS 0" in run.stdout
-
-
-class CountingHost:
-    """Wraps a testinfra host and counts the commands sent to it."""
-
-    def __init__(self, host):
-        self.host, self.commands = host, 0
-
-    def run(self, command):
-        self.commands += 1
-        return self.host.run(command)
 
 
 def test_one_full_verify_costs_two_commands_per_host(session_daemon_factory, sshd):

@@ -35,3 +35,14 @@ def verify_subjects(data: dict[str, Any], ids: list[str], name: str = "@local") 
 
 def statuses(results: dict[str, Result]) -> dict[str, str]:
     return {cid: r.status for cid, r in results.items()}
+
+
+class CountingHost:
+    """A testinfra host that counts the commands sent to it."""
+
+    def __init__(self, host):
+        self.host, self.commands = host, 0
+
+    def run(self, command):
+        self.commands += 1
+        return self.host.run(command)
