@@ -29,6 +29,12 @@ UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system"
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
 
 
+# Every gather script defines run(): print a section header, the command's output, its exit code
+# and its stderr, so that one round trip carries many commands whose failures stay visible.
+RUN_FN = (f"run() {{ n=$1; shift; e=$(mktemp); echo '{MARK} '$n; \"$@\" 2>\"$e\"; rc=$?; "
+          f"echo; echo '{MARK}-RC '$rc; cat \"$e\"; rm -f \"$e\"; }}")
+
+
 class FactError(Exception):
     """A fact could not be gathered; checks that need it are ERROR, never PASS."""
 
@@ -72,8 +78,7 @@ def _script_round1(data: dict[str, Any]) -> str:
     q = shlex.quote
     lines = [
         "export PATH=\"$PATH:/usr/sbin:/sbin:/usr/local/sbin:/usr/local/bin\" LC_ALL=C",
-        f"run() {{ n=$1; shift; e=$(mktemp); echo '{MARK} '$n; \"$@\" 2>\"$e\"; rc=$?; "
-        f"echo; echo '{MARK}-RC '$rc; cat \"$e\"; rm -f \"$e\"; }}",
+        RUN_FN,
         "run uid id -u",
         f"pid() {{ p=$(cat {q(data['docker_pidfile'])} 2>/dev/null) || p=$(pidof dockerd) || return 1; "
         "set -- $p; [ $# -eq 1 ] || { echo \"several dockerd processes, set docker_pidfile\" >&2; return 1; }; "
@@ -172,18 +177,10 @@ def _parse_round1(facts: HostFacts, data: dict[str, Any]) -> None:
     if out is not None:
         pid, cwd, *argv = out.splitlines()
         facts.values["dockerd"] = {"pid": int(pid), "cwd": cwd, "argv": [a for a in argv if a]}
-    out = _section(facts, "info")
-    if out is not None:
-        try:
-            facts.values["info"] = json.loads(out)
-        except ValueError:
-            facts.errors["info"] = f"docker info printed no JSON: {out[:200]}"
-    out = _section(facts, "bridge")
-    if out is not None:
-        try:
-            facts.values["bridge"] = json.loads(out) or {}
-        except ValueError:
-            facts.errors["bridge"] = f"unparseable: {out[:200]}"
+    _json_section(facts, "info", "docker info printed no JSON")
+    _json_section(facts, "bridge", "unparseable")
+    if "bridge" in facts.values:  # a bridge without options prints null
+        facts.values["bridge"] = facts.values["bridge"] or {}
     out = _section(facts, "units")
     if out is not None:
         facts.values["units"] = _parse_units(out)
@@ -296,6 +293,18 @@ def _parse_procs(out: str) -> dict[str, Any]:
     return {"init": init, "processes": processes}
 
 
+def _json_section(facts: HostFacts, name: str, complaint: str) -> None:
+    """Parse a section's output as JSON into facts.values[name]; a failure is recorded as the
+    fact's error (its checks become ERROR)."""
+    out = _section(facts, name)
+    if out is None:
+        return
+    try:
+        facts.values[name] = json.loads(out)
+    except ValueError:
+        facts.errors[name] = f"{complaint}: {out[:200]}"
+
+
 def _parse_units(out: str) -> dict[str, str]:
     units, unit_id = {}, None
     for line in out.splitlines():
@@ -369,8 +378,7 @@ def _absolute(path: str, cwd: str) -> str:
 def _script_round2(paths: list[str], config_path: str | None, data: dict[str, Any], extra_globs: list[str]) -> str:
     q = " ".join(shlex.quote(p) for p in paths)
     lines = [
-        f"run() {{ n=$1; shift; e=$(mktemp); echo '{MARK} '$n; \"$@\" 2>\"$e\"; rc=$?; "
-        f"echo; echo '{MARK}-RC '$rc; cat \"$e\"; rm -f \"$e\"; }}",
+        RUN_FN,
         "st() { for p in \"$@\"; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then "
         "stat -L -c '%n\t%U\t%G\t%a\t%F' \"$p\" 2>&1 | sed 's/^stat: /ERR\t/'; else printf 'MISSING\t%s\\n' \"$p\"; fi; done; }",
         f"run stats st {q}",
@@ -443,12 +451,7 @@ def _swarm_round2(facts: HostFacts) -> str:
 
 def _parse_swarm(facts: HostFacts) -> None:
     if "swarm_state" in facts.sections:
-        out = _section(facts, "swarm_state")
-        if out is not None:
-            try:
-                facts.values["swarm_state"] = json.loads(out)
-            except ValueError:
-                facts.errors["swarm_state"] = f"swarm state file is not JSON: {out[:200]}"
+        _json_section(facts, "swarm_state", "swarm state file is not JSON")
     if "dockerd_listen" in facts.sections:
         out = _section(facts, "dockerd_listen")
         if out is not None:
