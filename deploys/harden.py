@@ -1,29 +1,8 @@
-"""Entry point: `pyinfra inventories/<env>.py deploys/harden.py` (add --dry to preview).
+"""pyinfra deploy file: `pyinfra INVENTORY deploys/harden.py` (the code is hardline.deploys.harden).
 
-Inventory data is validated for every host before any operation; then kernel, LSM, users,
-daemon, file permissions, audit rules, engine limits, services and packages, and boot
-parameters are brought to the state the inventory and the CIS catalog describe. Waived
-controls are left alone.
+`hardline deploy INVENTORY` runs the same deploy from an installed hardline (hardline/deploys/entry.py).
 """
 
-from deploys.common import host_config
-from deploys.docker_audit import docker_audit
-from deploys.docker_daemon import docker_daemon
-from deploys.docker_files import docker_files
-from deploys.docker_runtime import docker_runtime
-from deploys.docker_users import docker_users
-from deploys.kernel import boot_params, kernel_modules, sysctls
-from deploys.lsm import lsm
-from deploys.platform import platform
+from hardline.deploys.harden import harden
 
-host_config()  # refuse bad inventory data before anything runs
-sysctls()
-kernel_modules()
-lsm()  # before docker_daemon: SELinux hands selinux-enabled to daemon.json
-docker_users()
-docker_runtime()  # before docker_daemon: hands TLS/seccomp keys to daemon.json
-docker_daemon()
-docker_files()
-docker_audit()
-platform()
-boot_params()  # last: it may reboot the host (kernel_reboot)
+harden()

@@ -145,7 +145,7 @@ def _gate_lines(results, threshold: float | None) -> list[str]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from benchmarks.engine import verify_hosts
+    from hardline.benchmarks.engine import verify_hosts
     from hardline.inventory import InventoryError, load_hosts
 
     if args.fail_under is not None and not 0 <= args.fail_under <= 100:
@@ -223,8 +223,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from benchmarks.engine import verify_hosts
-    from hardline.drift import Drift, junit_drift_suite, plan
+    from hardline.benchmarks.engine import verify_hosts
+    from hardline.drift import DEFAULT_DEPLOY, Drift, junit_drift_suite, plan
     from hardline.inventory import InventoryError, load_hosts
 
     try:
@@ -235,8 +235,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     started_at, started = _now(), time.monotonic()
     if not args.quiet:
-        print(f"drift: pyinfra {args.inventory} {args.deploy} --dry on {len(hosts)} host(s) ...", file=sys.stderr, flush=True)
-    dry = plan(args.inventory, args.limit, args.deploy)
+        print(f"drift: pyinfra {args.inventory} {args.deploy or 'deploys/harden.py'} --dry on {len(hosts)} host(s) ...",
+              file=sys.stderr, flush=True)
+    dry = plan(args.inventory, args.limit, args.deploy or DEFAULT_DEPLOY)
     if not args.quiet:
         print(f"drift: dry run done ({time.monotonic() - started:.0f}s); verifying ...", file=sys.stderr, flush=True)
     results = verify_hosts(hosts, args.benchmark, args.parallel, args.section, _progress(args.quiet, len(hosts)))
@@ -336,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=DRIFT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     drift.add_argument("inventory", help="pyinfra inventory file")
     drift.add_argument("--limit", action="append", metavar="HOST", help="only this host or group (repeatable)")
-    drift.add_argument("--deploy", default="deploys/harden.py", help="deploy file to dry-run (default: %(default)s)")
+    drift.add_argument("--deploy", help="deploy file to dry-run (default: hardline's own hardening deploy, "
+                       "the code of deploys/harden.py)")
     drift.add_argument("--section", action="append", metavar="N", help="verify only this section (repeatable); "
                        "the dry run covers the whole deploy")
     drift.add_argument("--benchmark", default="cis-docker", help="benchmark catalog (default: %(default)s)")
@@ -363,7 +365,6 @@ def _output_args(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ beside the package
     if argv[:1] == ["lab"]:
         return cmd_lab(argv[1:])
     args = build_parser().parse_args(argv)

@@ -33,8 +33,9 @@ from typing import Any
 
 from hardline.results import ERROR, FAIL, Result
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DEPLOY = "deploys/harden.py"
+ROOT = Path(__file__).resolve().parent.parent  # on PYTHONPATH of the pyinfra child, for a checkout
+# the packaged deploy file (the same code as a checkout's deploys/harden.py)
+DEFAULT_DEPLOY = str(Path(__file__).resolve().parent / "deploys" / "entry.py")
 PLAN_ENV = "HARDLINE_DRIFT_PLAN"
 EXIT_CLEAN, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
@@ -138,7 +139,7 @@ def plan(inventory: str, limit: list[str] | None = None, deploy: str = DEFAULT_D
         env = {**os.environ, PLAN_ENV: str(plan_file), "PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
         # no -y: with -y pyinfra skips change detection; stdin closed: nothing can prompt
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
         output = proc.stdout + proc.stderr
         raw = json.loads(plan_file.read_text()) if plan_file.exists() else {"hosts": [], "planned": [], "operations": []}

@@ -57,7 +57,7 @@ def _verify(label: str, reports: Path, previous: RunResults | None = None) -> Ru
     """Verify the lab VM; write reports/<label>.xml, .json and .html (compared with ``previous``)."""
     import datetime as dt
 
-    from benchmarks.engine import verify_hosts
+    from hardline.benchmarks.engine import verify_hosts
     from hardline.inventory import load_hosts
     from hardline.report import write_html
 

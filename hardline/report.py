@@ -21,13 +21,13 @@ from typing import Any
 
 import jinja2
 
+from hardline.paths import TEMPLATES
 from hardline.results import (
     ERROR, FAIL, MANUAL, PASS, SKIP, STATUSES, WAIVED, Comparison, Result, RunResults, compare,
     control_sort_key, control_statuses, counts, host_scores, score,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_DIR = ROOT / "templates" / "report"
+TEMPLATE_DIR = TEMPLATES / "report"
 STATUS_ORDER = {s: i for i, s in enumerate((FAIL, ERROR, WAIVED, MANUAL, SKIP, PASS))}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.checks import CHECKS, INFO_KINDS
+from hardline.benchmarks.checks import CHECKS, INFO_KINDS
 from hardline.catalog import load_catalog, tunables, var_refs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,15 +77,21 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def _top(module: str) -> str:
+    """hardline.benchmarks.x -> benchmarks, hardline.deploys.y -> deploys."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "hardline" and len(parts) > 1 else parts[0]
+
+
 def test_benchmarks_never_import_deploys_and_vice_versa():
-    for path in (ROOT / "benchmarks").rglob("*.py"):
-        assert not any(n.split(".")[0] == "deploys" for n in _imports(path)), path
-    for path in (ROOT / "deploys").rglob("*.py"):
-        assert not any(n.split(".")[0] == "benchmarks" for n in _imports(path)), path
+    for path in [*(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "hardline/benchmarks").rglob("*.py")]:
+        assert not any(_top(n) == "deploys" for n in _imports(path)), path
+    for path in [*(ROOT / "deploys").rglob("*.py"), *(ROOT / "hardline/deploys").rglob("*.py")]:
+        assert not any(_top(n) == "benchmarks" for n in _imports(path)), path
 
 
 def test_every_remediable_kind_is_deployed():
-    deploy_source = "\n".join(p.read_text() for p in (ROOT / "deploys").rglob("*.py"))
+    deploy_source = "\n".join(p.read_text() for p in (ROOT / "hardline/deploys").rglob("*.py"))
     for kind in set(CHECKS) - NOT_REMEDIATED - WORKLOAD_KINDS:
         assert f'"{kind}"' in deploy_source, f"no deploy handles kind {kind}"
 

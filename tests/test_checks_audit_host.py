@@ -80,8 +80,8 @@ def test_audit_unavailable_is_error(audit_env):
     # a verifier that may not read audit rules (here: not root, via setpriv) cannot claim a PASS
     import testinfra
 
-    from benchmarks.engine import evaluate
-    from benchmarks.facts import gather
+    from hardline.benchmarks.engine import evaluate
+    from hardline.benchmarks.facts import gather
     from hardline.catalog import load_catalog
     from hardline.inventory import check_host
 

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from benchmarks.checks import CHECKS
-from benchmarks.engine import gather_host
+from hardline.benchmarks.checks import CHECKS
+from hardline.benchmarks.engine import gather_host
 from hardline.catalog import load_catalog
 from hardline.inventory import check_host
 from tests.support.runtimes import CAPFIT, capfit_runtime

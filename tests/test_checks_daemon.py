@@ -76,8 +76,8 @@ def test_base_device_size_in_config_file(session_daemon_factory, tmp_path):
 def test_storage_driver_aufs_is_reported_from_the_running_daemon(default_daemon):
     # SIMULATION for the failing case: no kernel here has aufs, so the running daemon's real
     # `docker info` is taken and only its Driver field is replaced by "aufs".
-    from benchmarks.checks import CHECKS
-    from benchmarks.engine import gather_host
+    from hardline.benchmarks.checks import CHECKS
+    from hardline.benchmarks.engine import gather_host
     from hardline.inventory import check_host
 
     data = daemon_data(default_daemon)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.checks import CHECKS
-from benchmarks.engine import gather_host
+from hardline.benchmarks.checks import CHECKS
+from hardline.benchmarks.engine import gather_host
 from hardline.inventory import check_host
 from tests.support.verify import CountingHost, daemon_data, statuses, verify, verify_subjects
 
@@ -206,8 +206,8 @@ def test_sprawl_counts(session_daemon_factory, busybox_image):
 
 
 def test_containers_images_and_swarm_cost_no_extra_round_trip(swarms, busybox_image):
-    from benchmarks.connect import testinfra_host
-    from benchmarks.facts import gather
+    from hardline.benchmarks.connect import testinfra_host
+    from hardline.benchmarks.facts import gather
 
     daemon = swarms["default"]
     image = busybox_image(daemon)

@@ -90,7 +90,7 @@ def test_selinux_asked_on_a_host_without_it_stops_the_deploy(tmp_path):
     inv = tmp_path / "inv.py"
     inv.write_text('hosts = [("@local", {"hardline_lsm": "selinux"})]\n')
     entry = tmp_path / "lsm_only.py"
-    entry.write_text("from deploys.lsm import lsm\nlsm()\n")
+    entry.write_text("from hardline.deploys.lsm import lsm\nlsm()\n")
     proc = subprocess.run([sys.executable, "-m", "pyinfra", str(inv), str(entry), "--dry"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.docker_runtime import ExecStart, without_hosts
+from hardline.deploys.docker_runtime import ExecStart, without_hosts
 from hardline.labrun import changed_operations
 from tests.support.tls import make_tls
 from tests.support.verify import verify
@@ -31,8 +31,8 @@ DEPLOY = """
 import json
 from io import StringIO
 from pyinfra.operations import files
-from deploys.common import host_config
-from deploys.docker_runtime import docker_runtime
+from hardline.deploys.common import host_config
+from hardline.deploys.docker_runtime import docker_runtime
 
 docker_runtime()
 files.put(name="handover", src=StringIO(json.dumps(host_config().data["docker_daemon_extra"])), dest="/tmp/extra.json")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.engine import verify_hosts
+from hardline.benchmarks.engine import verify_hosts
 from hardline import lab
 from hardline.inventory import load_hosts
 from hardline.labrun import changed_operations

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.connect import testinfra_host as connect_host
-from benchmarks.facts import gather
+from hardline.benchmarks.connect import testinfra_host as connect_host
+from hardline.benchmarks.facts import gather
 from hardline.inventory import check_host
 from tests.support.daemons import DockerDaemon
 from tests.support.verify import CountingHost

@@ -55,7 +55,7 @@ from typing import Any
 
 import testinfra
 import testinfra.host
-from benchmarks.connect import StrictParamikoBackend
+from hardline.benchmarks.connect import StrictParamikoBackend
 
 from .daemons import descendants, kill_and_wait, set_parent_death_signal, tail
 

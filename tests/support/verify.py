@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.engine import evaluate, gather_host
+from hardline.benchmarks.engine import evaluate, gather_host
 from hardline.catalog import load_catalog
 from hardline.inventory import check_host
 from hardline.results import Result

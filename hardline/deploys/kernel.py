@@ -7,8 +7,8 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from deploys.common import DEFAULTS, TEMPLATES, HardlineDataError, controls, host_config, op_name
-from deploys.platform_facts import BootLoader, HostLsm, LoadedModules, MissingSysctls
+from hardline.deploys.common import DEFAULTS, TEMPLATES, HardlineDataError, controls, host_config, op_name
+from hardline.deploys.platform_facts import BootLoader, HostLsm, LoadedModules, MissingSysctls
 
 
 @deploy("Kernel parameters", data_defaults=DEFAULTS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from benchmarks.facts import HostFacts
+from hardline.benchmarks.facts import HostFacts
 from hardline.results import FAIL, PASS, SKIP, Verdict
 
 

@@ -14,8 +14,8 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.operations import files
 
-from deploys.common import TEMPLATES
-from deploys.facts import DaemonJson, PathStat
+from hardline.deploys.common import TEMPLATES
+from hardline.deploys.facts import DaemonJson, PathStat
 
 DAEMON_JSON_TEMPLATE = TEMPLATES / "etc/docker/daemon.json.j2"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from benchmarks.dockerd import effective_config, parse_daemon_json
+from hardline.benchmarks.dockerd import effective_config, parse_daemon_json
 
 MARK = "@@HL"
 BINARIES = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v1", "containerd-shim-runc-v2", "runc")
@@ -108,7 +108,7 @@ def _script_round1(data: dict[str, Any]) -> str:
 
 def _platform_lines(data: dict[str, Any]) -> list[str]:
     """Round-1 sections of the platform (HL-) controls: benchmarks/platform_facts.py."""
-    from benchmarks.platform_facts import platform_lines
+    from hardline.benchmarks.platform_facts import platform_lines
 
     return platform_lines(data)
 
@@ -209,7 +209,7 @@ def _parse_round1(facts: HostFacts, data: dict[str, Any]) -> None:
     if out is not None:
         facts.values["sysctl_files"] = _split_files(out)
     _parse_workloads(facts)
-    from benchmarks.platform_facts import parse_platform
+    from hardline.benchmarks.platform_facts import parse_platform
 
     parse_platform(facts)
 

@@ -26,8 +26,8 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 from typing_extensions import override
 
-from deploys.common import DEFAULTS, HardlineDataError, controls, host_config
-from deploys.facts import LoadedAuditRules
+from hardline.deploys.common import DEFAULTS, HardlineDataError, controls, host_config
+from hardline.deploys.facts import LoadedAuditRules
 
 TLS_FILES = (("docker_tls_ca_file", "ca.pem", "444", "tlscacert"), ("docker_tls_cert_file", "cert.pem", "444", "tlscert"),
              ("docker_tls_key_file", "key.pem", "400", "tlskey"))

@@ -9,9 +9,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server
 
-from deploys.common import DEFAULTS, TEMPLATES, controls, host_config
-from deploys.docker_files import target_paths
-from deploys.facts import DockerRootDir, LoadedAuditRules, PathStat
+from hardline.deploys.common import DEFAULTS, TEMPLATES, controls, host_config
+from hardline.deploys.docker_files import target_paths
+from hardline.deploys.facts import DockerRootDir, LoadedAuditRules, PathStat
 
 
 def watch_path(target: dict[str, Any], data: dict[str, Any]) -> str | None:

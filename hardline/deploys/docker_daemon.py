@@ -8,9 +8,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from deploys.common import DEFAULTS, TEMPLATES, controls, host_config
-from deploys.facts import DaemonJson
-from deploys.operations.hardening import daemon_json
+from hardline.deploys.common import DEFAULTS, TEMPLATES, controls, host_config
+from hardline.deploys.facts import DaemonJson
+from hardline.deploys.operations.hardening import daemon_json
 from hardline.catalog import load_catalog
 from hardline.inventory import HostConfig
 

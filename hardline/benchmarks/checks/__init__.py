@@ -5,7 +5,7 @@ resolved against the host's inventory data, and returns a Verdict. A fact that c
 gathered raises FactError, which the engine turns into ERROR.
 """
 
-from benchmarks.checks import audit, containers, daemon, files, images, kernel, platform, swarm, users
+from hardline.benchmarks.checks import audit, containers, daemon, files, images, kernel, platform, swarm, users
 
 CHECKS = {
     "daemon_option": daemon.check_daemon_option,

@@ -10,8 +10,8 @@ from pyinfra.api.exceptions import PyinfraError
 
 from hardline.catalog import Control, defaults, load_catalog
 from hardline.inventory import HostConfig, InventoryError, check_host, pyinfra_sources
+from hardline.paths import TEMPLATES
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULTS = defaults()  # handed to pyinfra as data_defaults: host > group > these
 
 

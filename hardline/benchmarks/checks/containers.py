@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from benchmarks.facts import FactError, HostFacts, effective
+from hardline.benchmarks.facts import FactError, HostFacts, effective
 from hardline.results import ERROR, FAIL, MANUAL, PASS, SKIP, Verdict
 
 NO_CONTAINERS = "no running containers"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from benchmarks.facts import SYSCTL_DIRS, HostFacts
+from hardline.benchmarks.facts import SYSCTL_DIRS, HostFacts
 from hardline.results import FAIL, PASS, Verdict
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.facts import UNIT_DIRS, FactError, HostFacts, effective
+from hardline.benchmarks.facts import UNIT_DIRS, FactError, HostFacts, effective
 
 
 def resolve(target: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> tuple[list[str], str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from benchmarks.facts import HostFacts, _section, _split_files
+from hardline.benchmarks.facts import HostFacts, _section, _split_files
 
 LSM_SCRIPT = r"""
 printf 'lsm=%s\n' "$(cat /sys/kernel/security/lsm 2>/dev/null)"

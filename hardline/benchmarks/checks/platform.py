@@ -9,8 +9,8 @@ import re
 import shlex
 from typing import Any
 
-from benchmarks.checks.containers import per_container
-from benchmarks.facts import HostFacts, effective
+from hardline.benchmarks.checks.containers import per_container
+from hardline.benchmarks.facts import HostFacts, effective
 from hardline.results import ERROR, FAIL, PASS, SKIP, Verdict
 
 HARDLINE_MARK = "Managed by hardline"

@@ -4,8 +4,8 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from deploys.common import DEFAULTS, controls, host_config, op_name
-from deploys.facts import GroupMembers
+from hardline.deploys.common import DEFAULTS, controls, host_config, op_name
+from hardline.deploys.facts import GroupMembers
 
 
 @deploy("Docker users", data_defaults=DEFAULTS)

@@ -11,9 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from benchmarks.checks import CHECKS
-from benchmarks.connect import testinfra_host
-from benchmarks.facts import FactError, HostFacts, gather
+from hardline.benchmarks.checks import CHECKS
+from hardline.benchmarks.connect import testinfra_host
+from hardline.benchmarks.facts import FactError, HostFacts, gather
 from hardline.catalog import Catalog, Control, load_catalog
 from hardline.inventory import HostConfig
 from hardline.results import ERROR, FAIL, MANUAL, SKIP, WAIVED, Result, Verdict

@@ -17,9 +17,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 
-from deploys.common import DEFAULTS, controls, host_config, op_name
-from deploys.facts import LoadedAuditRules
-from deploys.platform_facts import AuditEnabled, ExistingPaths, InstalledPackages, UnitStates
+from hardline.deploys.common import DEFAULTS, controls, host_config, op_name
+from hardline.deploys.facts import LoadedAuditRules
+from hardline.deploys.platform_facts import AuditEnabled, ExistingPaths, InstalledPackages, UnitStates
 from hardline.inventory import PROTECTED_PACKAGES
 
 IMMUTABLE_FILE = "/etc/audit/rules.d/99-hardline-finalize.rules"

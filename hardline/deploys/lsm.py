@@ -23,8 +23,8 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from deploys.common import DEFAULTS, TEMPLATES, HardlineDataError, controls, host_config, op_name
-from deploys.platform_facts import AppArmorProfiles, HostLsm, SelinuxBooleans
+from hardline.deploys.common import DEFAULTS, TEMPLATES, HardlineDataError, controls, host_config, op_name
+from hardline.deploys.platform_facts import AppArmorProfiles, HostLsm, SelinuxBooleans
 
 PROFILE_TEMPLATE = TEMPLATES / "etc/apparmor.d/hardline-docker.j2"
 

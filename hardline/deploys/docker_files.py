@@ -7,9 +7,9 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import deploy
 
-from deploys.common import DEFAULTS, controls, host_config, op_name
-from deploys.facts import DaemonJson, GlobPaths, UnitFilePath
-from deploys.operations.hardening import permissions
+from hardline.deploys.common import DEFAULTS, controls, host_config, op_name
+from hardline.deploys.facts import DaemonJson, GlobPaths, UnitFilePath
+from hardline.deploys.operations.hardening import permissions
 
 
 def target_paths(target: dict[str, Any], data: dict[str, Any]) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from benchmarks.checks.targets import resolve
-from benchmarks.facts import HostFacts
+from hardline.benchmarks.checks.targets import resolve
+from hardline.benchmarks.facts import HostFacts
 from hardline.results import FAIL, PASS, SKIP, Verdict
 
 REQUIRED_PERMS = set("wa")  # writes and attribute changes are what an auditor must see

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from benchmarks.facts import HostFacts, effective
+from hardline.benchmarks.facts import HostFacts, effective
 from hardline.results import FAIL, PASS, Verdict
 
 

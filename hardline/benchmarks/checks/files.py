@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.checks.targets import resolve
-from benchmarks.facts import HostFacts
+from hardline.benchmarks.checks.targets import resolve
+from hardline.benchmarks.facts import HostFacts
 from hardline.results import FAIL, PASS, SKIP, Verdict
 
 

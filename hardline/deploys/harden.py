@@ -1,0 +1,32 @@
+"""The hardening deploy: `pyinfra inventories/<env>.py deploys/harden.py` (add --dry to preview).
+
+Inventory data is validated for every host before any operation; then kernel, LSM, users,
+daemon, file permissions, audit rules, engine limits, services and packages, and boot
+parameters are brought to the state the inventory and the CIS catalog describe. Waived
+controls are left alone.
+"""
+
+from hardline.deploys.common import host_config
+from hardline.deploys.docker_audit import docker_audit
+from hardline.deploys.docker_daemon import docker_daemon
+from hardline.deploys.docker_files import docker_files
+from hardline.deploys.docker_runtime import docker_runtime
+from hardline.deploys.docker_users import docker_users
+from hardline.deploys.kernel import boot_params, kernel_modules, sysctls
+from hardline.deploys.lsm import lsm
+from hardline.deploys.platform import platform
+
+
+def harden() -> None:
+    """Every hardening deploy, in the order their hand-offs need."""
+    host_config()  # refuse bad inventory data before anything runs
+    sysctls()
+    kernel_modules()
+    lsm()  # before docker_daemon: SELinux hands selinux-enabled to daemon.json
+    docker_users()
+    docker_runtime()  # before docker_daemon: hands TLS/seccomp keys to daemon.json
+    docker_daemon()
+    docker_files()
+    docker_audit()
+    platform()
+    boot_params()  # last: it may reboot the host (kernel_reboot)
