@@ -1,4 +1,4 @@
-"""hardline command line: verify hosts, render reports, detect drift, list the catalog, run the lab.
+"""hardline command line: verify hosts, render reports, detect drift, list the catalog.
 
 Exit codes (verify): 0 all controls pass (or are skipped/manual/waived), 1 some fail,
 2 some could not be verified (unreachable host, failing command), 3 score below --fail-under,
@@ -284,16 +284,6 @@ def cmd_variables(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_lab(argv: list[str]) -> int:
-    if argv[:1] == ["demo"]:
-        from hardline.labrun import demo
-
-        return demo(argv[1:])
-    from hardline import lab
-
-    return lab.cli(argv)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hardline",
@@ -352,8 +342,6 @@ def build_parser() -> argparse.ArgumentParser:
     controls.set_defaults(func=cmd_controls)
     variables = sub.add_parser("variables", help="list every inventory variable with its type and default")
     variables.set_defaults(func=cmd_variables)
-    sub.add_parser("lab", help="the QEMU lab VM: up, down, status, ssh, build, and demo (the main job: "
-                   "baseline verify, harden, re-harden, verify)", add_help=False)
     return parser
 
 
@@ -365,8 +353,6 @@ def _output_args(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["lab"]:
-        return cmd_lab(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     return args.func(args)

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent  # on PYTHONPATH of the pyinfra ch
 # the packaged deploy file (the same code as a checkout's deploys/harden.py)
 DEFAULT_DEPLOY = str(Path(__file__).resolve().parent / "deploys" / "entry.py")
 PLAN_ENV = "HARDLINE_DRIFT_PLAN"
+RESULTS_ENV = "HARDLINE_PYINFRA_RESULTS"
 EXIT_CLEAN, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
 
@@ -64,8 +65,33 @@ def _dump_plan(state, path: str) -> None:
     Path(path).write_text(json.dumps({"hosts": all_hosts, "planned": activated, "operations": ops}))
 
 
+def _dump_results(state, path: str) -> None:
+    """After a real run: per host, the operations that changed something and those that failed,
+    from the same operation meta pyinfra's results table is printed from."""
+    from pyinfra_cli.prints import pretty_op_name
+
+    hosts = {}
+    for host in state.inventory.iter_activated_hosts():
+        changed, failed, unchanged = [], [], 0
+        for op_hash in state.get_op_order():
+            if op_hash not in state.ops[host]:
+                continue
+            meta = state.ops[host][op_hash].operation_meta
+            name = pretty_op_name(state.op_meta[op_hash])
+            if not meta.did_succeed(_raise_if_not_complete=False):
+                failed.append(name)
+            elif meta.did_change():
+                changed.append(name)
+            else:
+                unchanged += 1
+        hosts[host.name] = {"changed": changed, "failed": failed, "unchanged": unchanged}
+    Path(path).write_text(json.dumps({"hosts": hosts, "failed_hosts": sorted(h.name for h in state.failed_hosts)}))
+
+
 def pyinfra_main() -> None:
-    """pyinfra's CLI with its change table also dumped as JSON to $HARDLINE_DRIFT_PLAN.
+    """pyinfra's CLI with its state also dumped as JSON: the change plan of a dry run to
+    $HARDLINE_DRIFT_PLAN, and what a real run changed to $HARDLINE_PYINFRA_RESULTS (read from
+    pyinfra's operation meta, not from its printed table).
 
     Without -y pyinfra would prompt "hosts failed to connect, continue?" (and crash on closed
     stdin); here an unreachable host is left out of the plan and the others are still planned
@@ -73,14 +99,23 @@ def pyinfra_main() -> None:
     import pyinfra_cli.cli as cli_module
     from pyinfra_cli.main import main
 
-    original = cli_module.print_meta
     cli_module._set_fail_prompts = lambda state, config: None
+    if os.environ.get(PLAN_ENV):
+        original_meta = cli_module.print_meta
 
-    def print_meta(state):
-        original(state)
-        _dump_plan(state, os.environ[PLAN_ENV])
+        def print_meta(state):
+            original_meta(state)
+            _dump_plan(state, os.environ[PLAN_ENV])
 
-    cli_module.print_meta = print_meta
+        cli_module.print_meta = print_meta
+    if os.environ.get(RESULTS_ENV):
+        original_results = cli_module.print_results
+
+        def print_results(state):
+            original_results(state)
+            _dump_results(state, os.environ[RESULTS_ENV])
+
+        cli_module.print_results = print_results
     main()
 
 

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh lab
-exec python3 -m hardline.cli lab demo "$@"
+exec python3 -m lab demo "$@"

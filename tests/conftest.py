@@ -1,3 +1,27 @@
-"""Project tests. Real targets: dockerd instances, sshd and the QEMU lab VM (marker `lab`)."""
+"""Project tests. Real targets: dockerd instances, sshd, the QEMU lab VM (marker `lab`) and the
+Vagrant lab (markers `lab` and `vagrant`)."""
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.labs"]
+
+
+def _lab_rank(item) -> int:
+    """0 no VM, 1 the QEMU VM, 2 a Vagrant machine: all QEMU tests run while its VM is up, and it
+    is stopped before the first Vagrant machine boots (one VM at a time on 2 cores)."""
+    if item.get_closest_marker("vagrant"):
+        return 2
+    return 1 if item.get_closest_marker("lab") else 0
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=_lab_rank)  # stable: the order within each rank (module by module) is kept
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.support.labs import TIMES
+
+    if TIMES:
+        terminalreporter.section("lab times (s)")
+        for what, seconds in TIMES.items():
+            total = sum(seconds)
+            each = "" if len(seconds) == 1 else f" ({len(seconds)}x: {', '.join(f'{s:.1f}' for s in seconds)})"
+            terminalreporter.write_line(f"{total:8.1f}  {what}{each}")

@@ -227,7 +227,7 @@ def test_manual_items_report_facts_as_manual(workload):
 @pytest.mark.lab
 def test_apparmor_profiles_on_the_lab_vm(lab_vm, tmp_path):
     """5.2 where AppArmor enforces (the lab VM): docker-default passes, unconfined and privileged fail."""
-    from hardline import lab
+    from lab import qemu as lab
     from tests.support.images import busybox_rootfs_tar
 
     with open(busybox_rootfs_tar(tmp_path / "rootfs.tar"), "rb") as tar:

@@ -225,7 +225,7 @@ def test_containers_images_and_swarm_cost_no_extra_round_trip(swarms, busybox_im
 @pytest.mark.lab
 def test_exec_audit_with_real_auditd_on_the_lab_vm(lab_vm):
     """5.23 from a real audit trail: the rule hardline deploys, a real `docker exec --privileged`."""
-    from hardline import lab
+    from lab import qemu as lab
 
     key = "hl-exec-test"
     assert lab.run_ssh(f"auditctl -w /usr/bin/docker -p x -k {key}").returncode == 0

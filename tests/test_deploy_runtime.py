@@ -5,19 +5,15 @@ backend: content trust, TLS material and listeners, seccomp profile, and idempot
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hardline.deploys.docker_runtime import ExecStart, without_hosts
-from hardline.labrun import changed_operations
+from lab.deploy import DeployRun, run_pyinfra
 from tests.support.tls import make_tls
 from tests.support.verify import verify
 
-ROOT = Path(__file__).resolve().parent.parent
 UNIT_ARGV = "/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"
 # SIMULATION: the target container has no systemd; this stand-in answers `systemctl show -p
 # ExecStart` as systemd does for Debian's docker.service and accepts daemon-reload.
@@ -58,14 +54,13 @@ def target(session_daemon_factory, busybox_image, monkeypatch):
     return daemon, cid
 
 
-def pyinfra(tmp_path: Path, cid: str, data: dict) -> subprocess.CompletedProcess:
+def pyinfra(tmp_path: Path, cid: str, data: dict) -> DeployRun:
+    """pyinfra -y on the container; what it changed is read from pyinfra's state (lab/deploy.py)."""
     inventory = tmp_path / "inventory.py"
     inventory.write_text(f"hosts = [('@docker/{cid}', {data!r})]\n")
     deploy = tmp_path / "deploy_runtime.py"
     deploy.write_text(DEPLOY)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pyinfra", "-y", str(inventory), str(deploy)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_pyinfra(inventory, deploy=str(deploy), timeout=300)
 
 
 def test_runtime_deploy_into_a_container(target, tmp_path):
@@ -77,7 +72,7 @@ def test_runtime_deploy_into_a_container(target, tmp_path):
             "docker_tls_cert_file": tls["tlscert"], "docker_tls_key_file": tls["tlskey"],
             "docker_seccomp_profile": str(profile)}
     first = pyinfra(tmp_path, cid, data)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.returncode == 0, first.stdout[-6000:]
 
     def sh(script: str) -> str:
         return daemon.docker("exec", cid, "sh", "-c", script, check=True).stdout
@@ -95,10 +90,10 @@ def test_runtime_deploy_into_a_container(target, tmp_path):
     result = verify({"docker_socket_path": "/nonexistent.sock"}, ["4.5"], name=f"@docker/{cid}")["4.5"]
     assert result.status == "PASS", result.message
 
-    assert changed_operations(first.stdout + first.stderr) >= 6
+    assert first.changed >= 6
     second = pyinfra(tmp_path, cid, data)
     assert second.returncode == 0
-    assert changed_operations(second.stdout + second.stderr) == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert second.changed == 0, second.stdout[-6000:]
     assert sh("cat /etc/environment") == "DOCKER_CONTENT_TRUST=1\n"  # not appended twice
 
 
@@ -106,4 +101,4 @@ def test_tls_without_certificates_is_refused(target, tmp_path):
     _, cid = target
     run = pyinfra(tmp_path, cid, {"docker_tls_hosts": ["tcp://10.0.0.5:2376"]})
     assert run.returncode != 0
-    assert "docker_tls_ca_file" in run.stdout + run.stderr and "Traceback" not in run.stdout + run.stderr
+    assert "docker_tls_ca_file" in run.stdout and "Traceback" not in run.stdout

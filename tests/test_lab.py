@@ -1,4 +1,5 @@
-"""The QEMU lab VM: fast unit tests, plus end-to-end tests that boot it (``-m lab``)."""
+"""The QEMU lab VM (lab/qemu.py): fast unit tests, plus end-to-end tests on the VM (``-m lab``),
+which the session boots once and restores from its "booted" snapshot for this module."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from hardline import lab
+from lab import mirrors
+from lab import qemu as lab
+from lab.__main__ import cli
 
 # --------------------------------------------------------------------------
 # Unit tests (no VM)
@@ -35,8 +38,8 @@ Components: stable
 
 
 def test_mirror_from_deb822() -> None:
-    assert lab._mirrors_from_deb822(DEB822) == ["http://mirror.example/debian/"]
-    assert lab._mirrors_from_deb822(DEB822, security=True) == ["http://security.example/debian-security"]
+    assert mirrors._mirrors_from_deb822(DEB822) == ["http://mirror.example/debian/"]
+    assert mirrors._mirrors_from_deb822(DEB822, security=True) == ["http://security.example/debian-security"]
 
 
 def test_mirror_from_sources_list_skips_ubuntu_and_options() -> None:
@@ -45,12 +48,12 @@ def test_mirror_from_sources_list_skips_ubuntu_and_options() -> None:
         "# deb http://commented.example/debian bookworm main\n"
         "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main contrib\n"
     )
-    assert lab._mirrors_from_list(text) == ["http://mirror.example/debian"]
+    assert mirrors._mirrors_from_list(text) == ["http://mirror.example/debian"]
 
 
 def test_mirror_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARDLINE_DEBIAN_MIRROR", "http://override.example/debian/")
-    assert lab.debian_mirror() == "http://override.example/debian"
+    assert mirrors.debian_mirror() == "http://override.example/debian"
 
 
 def test_inventory_data_is_deterministic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -70,15 +73,15 @@ def test_cli_errors_are_one_line_exit_2(
 ) -> None:
     monkeypatch.setenv("HARDLINE_LAB_DIR", str(tmp_path))
     monkeypatch.setenv("HARDLINE_LAB_SSH_PORT", "nope")
-    assert lab.cli(["status"]) == 2
-    assert capsys.readouterr().err.startswith("hardline lab: error: HARDLINE_LAB_SSH_PORT")
+    assert cli(["status"]) == 2
+    assert capsys.readouterr().err.startswith("lab: error: HARDLINE_LAB_SSH_PORT")
     monkeypatch.setenv("HARDLINE_LAB_SSH_PORT", "2299")
-    assert lab.cli(["ssh", "true"]) == 2
+    assert cli(["ssh", "true"]) == 2
     assert "not running" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------
-# End-to-end: boot the VM once for the module
+# End-to-end on the VM (restored to its booted state for this module)
 # --------------------------------------------------------------------------
 
 

@@ -1,10 +1,9 @@
-"""Drift end to end on its own fresh lab VM: harden, `hardline drift` is clean (exit 0); tamper
-with three things the controls cover (daemon.json edited, its mode loosened, a sysctl changed);
-the drift run names exactly those operations and controls, and nothing else (exit 1).
+"""Drift end to end on the lab VM hardened by the session's hardening scenario (snapshot
+"hardened", tests/support/labs.py): `hardline drift` is clean (exit 0); tamper with three things
+the controls cover (daemon.json edited, its mode loosened, a sysctl changed); the drift run
+names exactly those operations and controls, and nothing else (exit 1).
 
-The VM is booted here (module scope) and not shared with tests/test_lab_harden.py, whose tests
-leave the VM in states of their own. Set HARDLINE_LAB_DIR / HARDLINE_LAB_SSH_PORT to run it
-beside another lab VM."""
+Set HARDLINE_LAB_DIR / HARDLINE_LAB_SSH_PORT to run it beside another lab VM."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hardline import lab
+from lab import qemu as lab
 
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = "inventories/lab.py"
@@ -44,40 +43,22 @@ def hardline(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
-    from tests.support.fixtures import _unavailable
-
-    import os
-    import shutil
-
-    if os.geteuid() != 0:
-        _unavailable("the lab needs root")
-    missing = [t for t in ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "ssh") if not shutil.which(t)]
-    if missing:
-        _unavailable(f"missing tools: {', '.join(missing)}")
+def scenario(tmp_path_factory, lab_hardened, qemu_lab):
     out = tmp_path_factory.mktemp("drift")
     times: dict[str, float] = {}
     t = time.monotonic()
-    lab.up(fresh=True)
-    times["lab up (fresh)"] = time.monotonic() - t
-    try:
-        t = time.monotonic()
-        deploy = subprocess.run(["pyinfra", "-y", INVENTORY, "deploys/harden.py"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=1800)
-        times["harden"] = time.monotonic() - t
-        assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
-        t = time.monotonic()
-        clean = hardline("drift", INVENTORY, "--json", str(out / "clean.json"))
-        times["drift (clean)"] = time.monotonic() - t
-        for what, (command, _, _) in TAMPER.items():
-            done = lab.run_ssh(command)
-            assert done.returncode == 0, (what, done.stderr)
-        t = time.monotonic()
-        tampered = hardline("drift", INVENTORY, "--previous", str(out / "clean.json"), "--json", str(out / "tampered.json"),
-                            "--html", str(out / "tampered.html"), "--junit", str(out / "tampered.xml"))
-        times["drift (tampered)"] = time.monotonic() - t
-    finally:
-        lab.down()
+    qemu_lab.restore("hardened")
+    times["restore hardened"] = time.monotonic() - t
+    t = time.monotonic()
+    clean = hardline("drift", INVENTORY, "--json", str(out / "clean.json"))
+    times["drift (clean)"] = time.monotonic() - t
+    for what, (command, _, _) in TAMPER.items():
+        done = lab.run_ssh(command)
+        assert done.returncode == 0, (what, done.stderr)
+    t = time.monotonic()
+    tampered = hardline("drift", INVENTORY, "--previous", str(out / "clean.json"), "--json", str(out / "tampered.json"),
+                        "--html", str(out / "tampered.html"), "--junit", str(out / "tampered.xml"))
+    times["drift (tampered)"] = time.monotonic() - t
     print("\nlab drift timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
     return {"clean": clean, "tampered": tampered, "out": out, "times": times}
 

@@ -1,37 +1,29 @@
 """End to end on the lab VM (Debian 12 under QEMU, systemd, AppArmor, auditd, docker.io):
 baseline verify fails, --dry changes nothing, the deploy makes sections 1-3 pass, a second
-deploy changes nothing, and a daemon.json that dockerd refuses is rolled back."""
+deploy changes nothing, and a daemon.json that dockerd refuses is rolled back.
+
+The scenario itself (baseline, dry run, deploy, re-deploy, verify) runs once per session in the
+``lab_hardened`` fixture (tests/support/labs.py), which leaves the snapshot "hardened"; this
+module restores it before looking at the VM."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from hardline.benchmarks.engine import verify_hosts
-from hardline import lab
-from hardline.inventory import load_hosts
-from hardline.labrun import changed_operations
+from lab import qemu as lab
+from lab.deploy import DeployRun, run_pyinfra
 
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = ROOT / "inventories" / "lab.py"
 pytestmark = pytest.mark.lab
 
 
-def pyinfra(*args: str, inventory: Path = INVENTORY) -> subprocess.CompletedProcess[str]:
-    """pyinfra's output (it logs to stderr) in .stdout. With --dry there is no -y: pyinfra skips
-    change detection (and so the daemon.json diff) when -y and --dry are combined."""
-    yes = [] if "--dry" in args else ["-y"]
-    proc = subprocess.run(["pyinfra", *yes, str(inventory), "deploys/harden.py", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
-    proc.stdout += proc.stderr
-    return proc
-
-
-def verdicts() -> dict[str, str]:
-    return {r.control_id: r.status for r in verify_hosts(load_hosts(str(INVENTORY)))}
+def pyinfra(*args: str, inventory: Path = INVENTORY) -> DeployRun:
+    """pyinfra's output (it logs to stderr) in .stdout, what it changed read from its state."""
+    return run_pyinfra(inventory, *args, timeout=900)
 
 
 def sections_1_to_3(statuses: dict[str, str]) -> dict[str, str]:
@@ -39,15 +31,9 @@ def sections_1_to_3(statuses: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def hardened(lab_vm):
-    before = verdicts()
-    dry = pyinfra("--dry")
-    after_dry = verdicts()
-    deploy = pyinfra()
-    assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
-    redeploy = pyinfra()
-    return {"before": before, "dry": dry, "after_dry": after_dry, "deploy": deploy, "redeploy": redeploy,
-            "after": verdicts()}
+def hardened(lab_hardened, qemu_lab):
+    qemu_lab.restore("hardened")
+    return lab_hardened
 
 
 def test_baseline_fails_the_daemon_and_audit_items(hardened):
@@ -76,12 +62,12 @@ def test_deploy_makes_sections_1_to_3_pass(hardened):
         # platform controls that cannot apply to the lab VM: no GRUB (qemu -kernel), AppArmor not
         # SELinux, immutable audit rules not asked (tests/test_lab_platform.py)
         "HL-1.3", "HL-3.1", "HL-3.2", "HL-3.3", "HL-6.2"}
-    assert changed_operations(hardened["deploy"].stdout) > 10
+    assert hardened["deploy"].changed > 10
 
 
 def test_second_deploy_changes_nothing(hardened):
     assert hardened["redeploy"].returncode == 0
-    assert changed_operations(hardened["redeploy"].stdout) == 0, hardened["redeploy"].stdout[-4000:]
+    assert hardened["redeploy"].changed == 0, hardened["redeploy"].stdout[-4000:]
 
 
 def test_effective_state_on_the_vm(hardened):
@@ -96,7 +82,7 @@ def test_effective_state_on_the_vm(hardened):
 def test_bad_daemon_json_is_rolled_back_and_docker_stays_up(hardened, tmp_path):
     good = lab.run_ssh("cat /etc/docker/daemon.json").stdout
     inv = tmp_path / "lab_bad.py"
-    inv.write_text("from hardline.lab import inventory_data\n"
+    inv.write_text("from lab.qemu import inventory_data\n"
                    "docker_hosts = [('lab-vm', {**inventory_data(), 'docker_daemon_extra': {'bip': 'not-an-ip'}})]\n")
     (tmp_path / "group_data").symlink_to(ROOT / "inventories" / "group_data")
     bad = pyinfra(inventory=inv)

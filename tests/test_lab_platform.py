@@ -1,4 +1,4 @@
-"""Platform hardening end to end on its own fresh lab VM (Debian 12, AppArmor, auditd, systemd,
+"""Platform hardening end to end on the lab VM as freshly booted (snapshot "booted") (Debian 12, AppArmor, auditd, systemd,
 cgroup v2, docker.io 20.10): the baseline fails the platform controls (with an unneeded
 package, an unneeded running service and a blacklisted module loaded on purpose), SELinux asked
 on this AppArmor-only host stops the deploy and is an ERROR in the verify, the deploy makes every
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from hardline.benchmarks.engine import verify_hosts
-from hardline import lab
 from hardline.inventory import load_hosts
-from hardline.labrun import changed_operations
+from lab import qemu as lab
+from lab.deploy import DeployRun, run_pyinfra
 from tests.support.images import busybox_rootfs_tar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,12 +42,9 @@ def ssh(command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def pyinfra(*args: str, inventory: Path = INVENTORY, step: str = "") -> subprocess.CompletedProcess[str]:
+def pyinfra(*args: str, inventory: Path = INVENTORY, step: str = "") -> DeployRun:
     started = time.monotonic()
-    yes = [] if "--dry" in args else ["-y"]
-    proc = subprocess.run(["pyinfra", *yes, str(inventory), "deploys/harden.py", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1200)
-    proc.stdout += proc.stderr
+    proc = run_pyinfra(inventory, *args, timeout=1200)
     if step:
         TIMES[step] = round(time.monotonic() - started, 1)
     return proc
@@ -75,7 +72,7 @@ def variant(tmp: Path, name: str, **data) -> Path:
     folder.mkdir()
     (folder / "group_data").symlink_to(ROOT / "inventories" / "group_data")
     inv = folder / "lab.py"
-    inv.write_text(f"from hardline.lab import inventory_data\ndocker_hosts = [('lab-vm', {{**inventory_data(), **{data!r}}})]\n")
+    inv.write_text(f"from lab.qemu import inventory_data\ndocker_hosts = [('lab-vm', {{**inventory_data(), **{data!r}}})]\n")
     return inv
 
 
@@ -99,11 +96,8 @@ def push(local: Path, remote: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def platform_lab(tmp_path_factory):
+def platform_lab(tmp_path_factory, lab_vm):
     tmp = tmp_path_factory.mktemp("platform")
-    started = time.monotonic()
-    lab.up(fresh=True)
-    TIMES["boot"] = round(time.monotonic() - started, 1)
     try:
         # things the platform controls must catch: an unneeded package, an unneeded service running,
         # a blacklisted file system module loaded
@@ -120,7 +114,6 @@ def platform_lab(tmp_path_factory):
         state["after"] = results(step="verify_after")
         yield state
     finally:
-        lab.down()
         print("\nlab platform times (s):", TIMES)
 
 
@@ -168,7 +161,7 @@ def test_deploy_makes_every_platform_control_pass(platform_lab):
 def test_redeploy_changes_nothing(platform_lab):
     redeploy = platform_lab["redeploy"]
     assert redeploy.returncode == 0
-    assert changed_operations(redeploy.stdout) == 0, redeploy.stdout[-4000:]
+    assert redeploy.changed == 0, redeploy.stdout[-4000:]
 
 
 def test_container_is_confined_by_the_hardened_profile(platform_lab):
@@ -206,7 +199,7 @@ def test_runtime_tampering_fails_and_the_deploy_repairs_it(platform_lab):
     assert status(tampered)["HL-6.1"] == "FAIL" and "not loaded: -w /etc/passwd -p wa -k identity" in found["HL-6.1"]
     assert status(tampered)["HL-1.2"] == "FAIL" and "hfs: loaded now" in found["HL-1.2"]
     repair = pyinfra(step="repair_deploy")
-    assert repair.returncode == 0 and changed_operations(repair.stdout) >= 4, repair.stdout[-4000:]
+    assert repair.returncode == 0 and repair.changed >= 4, repair.stdout[-4000:]
     repaired = status(results())
     assert {cid: s for cid, s in repaired.items() if s not in ("PASS", "SKIP")} == {}
 
@@ -219,4 +212,4 @@ def test_immutable_audit_rules_when_the_inventory_asks(platform_lab):
     result = results(inv)["HL-6.2"][0]
     assert result.status == "PASS" and result.found == "enabled 2, -e 2 persisted"
     again = pyinfra(inventory=inv)
-    assert again.returncode == 0 and changed_operations(again.stdout) == 0, again.stdout[-4000:]
+    assert again.returncode == 0 and again.changed == 0, again.stdout[-4000:]

@@ -27,7 +27,7 @@ from .daemons import DaemonFactory, DockerDaemon, missing_prerequisites, reap_st
 from .images import DEFAULT_TAG, BusyboxUnavailable, busybox_rootfs_tar, import_busybox
 from .sshd import SSHD, SshServer
 
-__all__ = ["busybox_image", "daemon_factory", "lab_vm", "session_daemon_factory", "sshd"]
+__all__ = ["busybox_image", "daemon_factory", "session_daemon_factory", "sshd"]
 
 
 _reaped = False
@@ -90,21 +90,3 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str
         return import_busybox(daemon, tag, tarball=tarball, **kwargs)
 
     return load
-
-
-@pytest.fixture(scope="module")
-def lab_vm():
-    """The lab VM booted from fresh disks for one test module, stopped after it: lab modules
-    harden, tamper with or stop the VM, so none may inherit another's."""
-    from hardline import lab
-
-    if os.geteuid() != 0:
-        _unavailable("the lab needs root")
-    missing = [t for t in ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "ssh") if not shutil.which(t)]
-    if missing:
-        _unavailable(f"missing tools: {', '.join(missing)}")
-    info = lab.up(fresh=True)
-    try:
-        yield info
-    finally:
-        lab.down()

@@ -1,0 +1,176 @@
+"""Lab fixtures: the QEMU lab VM booted once per test session and put back into a known state
+for each test module by a savevm snapshot, and the Vagrant lab (one machine at a time).
+
+* ``qemu_lab`` (session): :class:`QemuLab`, stopped at the end of the session.
+* ``lab_vm`` (module): the QEMU VM restored to its freshly booted state (snapshot "booted").
+* ``lab_hardened`` (session): the hardening scenario on the QEMU VM (baseline verify, dry run,
+  deploy, re-deploy, verify), run once; it leaves the snapshot "hardened" that the modules
+  which start from a hardened host restore.
+* ``vagrant_lab`` (session): :class:`VagrantLab`; the namespace, libvirtd and every machine are
+  gone at the end of the session.
+
+Every boot, restore and build is timed into :data:`TIMES` (printed at the end of the session by
+tests/conftest.py), which is where the lab's fresh-machine figures come from.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import netns, qemu
+from lab.common import ROOT
+from lab.deploy import run_pyinfra
+from lab.image import base_is_current
+
+from .fixtures import _unavailable
+
+__all__ = ["lab_hardened", "lab_vm", "qemu_lab", "vagrant_lab"]
+
+TIMES: dict[str, list[float]] = {}
+QEMU_TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "ssh")
+VAGRANT_TOOLS = ("vagrant", "libvirtd", "virtlogd", "virsh", "ip", "debootstrap", "sfdisk", "losetup", "partx",
+                 "unshare", "qemu-img", "qemu-system-x86_64", "ssh")
+INVENTORY = ROOT / "inventories" / "lab.py"
+
+
+def timed(what: str, seconds: float) -> None:
+    TIMES.setdefault(what, []).append(round(seconds, 1))
+
+
+class QemuLab:
+    """The session's QEMU VM: booted (and its image built) once, snapshot "booted" saved."""
+
+    def ensure(self) -> None:
+        if qemu.is_running() and "booted" in qemu.snapshots():
+            return
+        started = time.monotonic()
+        built = not base_is_current()
+        info = qemu.up(fresh=True)
+        for step, seconds in info["timings"].items():
+            timed(f"qemu: {step}", seconds)
+        timed("qemu: up (image build if needed + boot)" if built else "qemu: up (boot)", time.monotonic() - started)
+        timed("qemu: savevm booted", qemu.snapshot_save("booted"))
+
+    def restore(self, name: str = "booted") -> dict[str, Any]:
+        self.ensure()
+        timed(f"qemu: loadvm {name}", qemu.snapshot_load(name))
+        return qemu.inventory_data()
+
+    def save(self, name: str) -> None:
+        timed(f"qemu: savevm {name}", qemu.snapshot_save(name))
+
+    def has(self, name: str) -> bool:
+        return qemu.is_running() and name in qemu.snapshots()
+
+    def stop(self) -> None:
+        qemu.down(graceful=False)  # the overlays are recreated by the next session's boot
+
+
+@pytest.fixture(scope="session")
+def qemu_lab() -> Iterator[QemuLab]:
+    if os.geteuid() != 0:
+        _unavailable("the lab needs root")
+    missing = [t for t in QEMU_TOOLS if not shutil.which(t)]
+    if missing:
+        _unavailable(f"missing tools: {', '.join(missing)}")
+    lab = QemuLab()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="module")
+def lab_vm(qemu_lab: QemuLab) -> dict[str, Any]:
+    """The QEMU VM as freshly booted: lab modules harden it, tamper with it or stop services, so
+    none may inherit another's state."""
+    return qemu_lab.restore("booted")
+
+
+def verdicts(inventory: Path = INVENTORY) -> dict[str, str]:
+    from hardline.benchmarks.engine import verify_hosts
+    from hardline.inventory import load_hosts
+
+    return {r.control_id: r.status for r in verify_hosts(load_hosts(str(inventory)))}
+
+
+@pytest.fixture(scope="session")
+def lab_hardened(qemu_lab: QemuLab) -> dict[str, Any]:
+    """Baseline verify, --dry (must change nothing), deploy, re-deploy, verify; snapshot "hardened"."""
+    qemu_lab.restore("booted")
+    started = time.monotonic()
+    before = verdicts()
+    dry = run_pyinfra(INVENTORY, "--dry", timeout=900)
+    after_dry = verdicts()
+    deploy = run_pyinfra(INVENTORY, timeout=1800)
+    assert deploy.returncode == 0, deploy.stdout[-6000:]
+    redeploy = run_pyinfra(INVENTORY, timeout=1800)
+    after = verdicts()
+    timed("qemu: harden scenario (verify, dry, deploy, re-deploy, verify)", time.monotonic() - started)
+    qemu_lab.save("hardened")
+    return {"before": before, "dry": dry, "after_dry": after_dry, "deploy": deploy, "redeploy": redeploy,
+            "after": after}
+
+
+class VagrantLab:
+    """The session's Vagrant lab: one machine up at a time (the QEMU VM is stopped first)."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+
+    def machine(self, name: str):
+        from lab import vagrant
+
+        if self.current != name:
+            if self.current is not None:
+                self.release(self.current)
+            if qemu.is_running():
+                qemu.down(graceful=False)  # one VM at a time on this machine
+            started = time.monotonic()
+            for step, seconds in vagrant.up(name).items():
+                timed(f"vagrant {name}: {step}", seconds)
+            timed(f"vagrant {name}: up total", time.monotonic() - started)
+            self.current = name
+        machine = vagrant.Machine.get(name)
+        machine.wait_ssh()
+        return machine
+
+    def release(self, name: str) -> None:
+        from lab import vagrant
+
+        started = time.monotonic()
+        vagrant.destroy(name)
+        timed(f"vagrant {name}: destroy", time.monotonic() - started)
+        if self.current == name:
+            self.current = None
+
+    def down(self) -> None:
+        from lab import vagrant
+
+        started = time.monotonic()
+        vagrant.down()
+        self.current = None
+        timed("vagrant: down (destroy all, libvirtd stopped, namespace deleted)", time.monotonic() - started)
+
+
+@pytest.fixture(scope="session")
+def vagrant_lab() -> Iterator[VagrantLab]:
+    if os.geteuid() != 0:
+        _unavailable("the Vagrant lab needs root")
+    missing = [t for t in VAGRANT_TOOLS if not shutil.which(t)]
+    if missing:
+        _unavailable(f"missing tools: {', '.join(missing)} (bash scripts/setup.sh lab)")
+    if not Path(netns.QEMU_CONF).is_file() or 'user = "root"' not in Path(netns.QEMU_CONF).read_text():
+        _unavailable(f'{netns.QEMU_CONF} lacks user = "root" (bash scripts/setup.sh lab)')
+    lab = VagrantLab()
+    try:
+        yield lab
+    finally:
+        lab.down()
