@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,55 @@ def vagrant_lab() -> Iterator[VagrantLab]:
         yield lab
     finally:
         lab.down()
+
+
+# ---- helpers for the Vagrant lab's test modules ----------------------------------------------
+
+VAGRANT_INVENTORY = ROOT / "inventories" / "vagrant.py"
+
+
+def vagrant_verify(out: Path, machine: str, inventory: Path = VAGRANT_INVENTORY, step: str = "") -> dict[str, list]:
+    """`hardline verify INVENTORY --limit MACHINE --json` inside the lab's namespace (the real
+    CLI, as a user runs it); results by control id."""
+    from hardline.results import load_json
+    from lab import vagrant
+
+    started = time.monotonic()
+    path = out / f"verify-{time.monotonic_ns()}.json"
+    proc = vagrant.in_lab([sys.executable, "-m", "hardline.cli", "verify", str(inventory), "--limit", machine,
+                           "--json", str(path), "-q"], timeout=1800)
+    assert path.is_file(), f"hardline verify wrote no results (exit {proc.returncode}):\n{proc.stdout[-3000:]}" \
+                           f"{proc.stderr[-3000:]}"
+    if step:
+        timed(f"vagrant {machine}: {step}", time.monotonic() - started)
+    by_id: dict[str, list] = {}
+    for r in load_json(path).results:
+        by_id.setdefault(r.control_id, []).append(r)
+    return by_id
+
+
+def worst(results: dict[str, list]) -> dict[str, str]:
+    order = ("ERROR", "FAIL", "PASS", "SKIP", "MANUAL", "WAIVED")
+    return {cid: min((r.status for r in rs), key=order.index) for cid, rs in results.items()}
+
+
+def vagrant_deploy(machine: str, *args: str, inventory: Path = VAGRANT_INVENTORY, step: str = ""):
+    """pyinfra inventories/vagrant.py deploys/harden.py --limit MACHINE, inside the namespace."""
+    from lab import netns, vagrant
+
+    started = time.monotonic()
+    run = run_pyinfra(inventory, "--limit", machine, *args, prefix=netns.prefix(), env=vagrant.env(), timeout=2400)
+    if step:
+        timed(f"vagrant {machine}: {step}", time.monotonic() - started)
+    return run
+
+
+def vagrant_variant(tmp: Path, name: str, **data: Any) -> Path:
+    """inventories/vagrant.py with some host data changed (same group_data)."""
+    folder = tmp / name
+    folder.mkdir()
+    (folder / "group_data").symlink_to(ROOT / "inventories" / "group_data")
+    inv = folder / "vagrant.py"
+    inv.write_text(f"import runpy\n_base = runpy.run_path({str(VAGRANT_INVENTORY)!r})\n"
+                   f"docker_hosts = [(name, {{**data, **{data!r}}}) for name, data in _base['docker_hosts']]\n")
+    return inv
