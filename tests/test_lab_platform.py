@@ -1,4 +1,4 @@
-"""Platform hardening end to end on the lab VM as freshly booted (snapshot "booted") (Debian 12, AppArmor, auditd, systemd,
+"""Platform hardening end to end on the lab VM (Debian 12, AppArmor, auditd, systemd,
 cgroup v2, docker.io 20.10): the baseline fails the platform controls (with an unneeded
 package, an unneeded running service and a blacklisted module loaded on purpose), SELinux asked
 on this AppArmor-only host stops the deploy and is an ERROR in the verify, the deploy makes every
@@ -6,6 +6,10 @@ platform control pass (SKIP only where the control cannot apply: no GRUB, no SEL
 audit rules not asked), a re-deploy changes nothing, a container run with the hardened AppArmor
 profile is denied what the profile forbids, runtime tampering fails the checks and the deploy
 repairs it, and auditd_immutable makes the rules immutable.
+
+Baseline, deploy, re-deploy and the verify after them are the session's hardening scenario
+(``lab_hardened``, tests/support/labs.py: the unneeded things are planted there); this module
+restores its snapshot "hardened" and goes on from there.
 
 Set HARDLINE_LAB_DIR / HARDLINE_LAB_SSH_PORT to run it beside another lab VM."""
 
@@ -76,42 +80,25 @@ def variant(tmp: Path, name: str, **data) -> Path:
     return inv
 
 
-def dummy_deb(tmp: Path, package: str) -> Path:
-    """A real (empty) Debian package named like an unneeded one, so that apt has something to remove."""
-    root = tmp / package
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "usr/share/doc" / package).mkdir(parents=True)
-    (root / "usr/share/doc" / package / "README").write_text("hardline lab: stands for an unneeded package\n")
-    (root / "DEBIAN/control").write_text(f"Package: {package}\nVersion: 0.17+hardline1\nArchitecture: all\n"
-                                         "Maintainer: hardline <lab@localhost>\nDescription: hardline lab dummy\n")
-    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(tmp / f"{package}.deb")],
-                   check=True, capture_output=True)
-    return tmp / f"{package}.deb"
-
-
-def push(local: Path, remote: str) -> None:
-    with local.open("rb") as fh:
-        proc = subprocess.run(lab.ssh_command(f"cat > {remote}"), stdin=fh, capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+def platform(results: list) -> dict[str, list]:
+    """The platform (HL-) results by control id."""
+    out: dict[str, list] = {}
+    for r in results:
+        if r.control_id.startswith("HL-"):
+            out.setdefault(r.control_id, []).append(r)
+    return out
 
 
 @pytest.fixture(scope="module")
-def platform_lab(tmp_path_factory, lab_vm):
+def platform_lab(tmp_path_factory, lab_hardened, qemu_lab):
     tmp = tmp_path_factory.mktemp("platform")
+    qemu_lab.restore("hardened")
     try:
-        # things the platform controls must catch: an unneeded package, an unneeded service running,
-        # a blacklisted file system module loaded
-        push(dummy_deb(tmp, "telnet"), "/tmp/telnet.deb")
-        ssh("dpkg -i /tmp/telnet.deb && printf '[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\n"
-            "WantedBy=multi-user.target\\n' > /lib/systemd/system/cups.service && systemctl daemon-reload && "
-            "systemctl enable --now cups.service && modprobe hfs")
-        state = {"tmp": tmp, "before": results(step="verify_baseline")}
+        state = {"tmp": tmp, "before": platform(lab_hardened["before_results"]), "deploy": lab_hardened["deploy"],
+                 "redeploy": lab_hardened["redeploy"], "after": platform(lab_hardened["after_results"])}
         selinux_inv = variant(tmp, "selinux", hardline_lsm="selinux")
         state["selinux_dry"] = pyinfra("--dry", inventory=selinux_inv)
         state["selinux_verify"] = results(selinux_inv)
-        state["deploy"] = pyinfra(step="deploy")
-        state["redeploy"] = pyinfra(step="redeploy")
-        state["after"] = results(step="verify_after")
         yield state
     finally:
         print("\nlab platform times (s):", TIMES)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -95,29 +96,70 @@ def lab_vm(qemu_lab: QemuLab) -> dict[str, Any]:
     return qemu_lab.restore("booted")
 
 
-def verdicts(inventory: Path = INVENTORY) -> dict[str, str]:
+def verify_results(inventory: Path = INVENTORY) -> list:
     from hardline.benchmarks.engine import verify_hosts
     from hardline.inventory import load_hosts
 
-    return {r.control_id: r.status for r in verify_hosts(load_hosts(str(inventory)))}
+    return verify_hosts(load_hosts(str(inventory)))
+
+
+def verdicts(results: list) -> dict[str, str]:
+    return {r.control_id: r.status for r in results}
+
+
+def dummy_deb(tmp: Path, package: str) -> Path:
+    """A real (empty) Debian package named like an unneeded one, so that apt has something to remove."""
+    root = tmp / package
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "usr/share/doc" / package).mkdir(parents=True)
+    (root / "usr/share/doc" / package / "README").write_text("hardline lab: stands for an unneeded package\n")
+    (root / "DEBIAN/control").write_text(f"Package: {package}\nVersion: 0.17+hardline1\nArchitecture: all\n"
+                                         "Maintainer: hardline <lab@localhost>\nDescription: hardline lab dummy\n")
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(tmp / f"{package}.deb")],
+                   check=True, capture_output=True)
+    return tmp / f"{package}.deb"
+
+
+def plant_unneeded(tmp: Path) -> None:
+    """What the platform controls must catch on the lab VM: an unneeded package (a real, empty
+    package named telnet), an unneeded service running (cups) and a blacklisted module loaded (hfs)."""
+    with dummy_deb(tmp, "telnet").open("rb") as fh:
+        pushed = subprocess.run(qemu.ssh_command("cat > /tmp/telnet.deb"), stdin=fh, capture_output=True, timeout=300)
+    assert pushed.returncode == 0, pushed.stderr
+    done = qemu.run_ssh("dpkg -i /tmp/telnet.deb && printf '[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\n"
+                        "WantedBy=multi-user.target\\n' > /lib/systemd/system/cups.service && systemctl daemon-reload && "
+                        "systemctl enable --now cups.service && modprobe hfs", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture(scope="session")
-def lab_hardened(qemu_lab: QemuLab) -> dict[str, Any]:
-    """Baseline verify, --dry (must change nothing), deploy, re-deploy, verify; snapshot "hardened"."""
+def lab_hardened(qemu_lab: QemuLab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The hardening scenario, once per session, on the booted VM with unneeded things planted
+    (:func:`plant_unneeded`): baseline verify, --dry (must change nothing), deploy, re-deploy,
+    verify; then snapshot "hardened". test_lab_harden, test_lab_platform and test_lab_drift
+    assert on it and restore the snapshot instead of deploying again."""
     qemu_lab.restore("booted")
-    started = time.monotonic()
-    before = verdicts()
-    dry = run_pyinfra(INVENTORY, "--dry", timeout=900)
-    after_dry = verdicts()
-    deploy = run_pyinfra(INVENTORY, timeout=1800)
+    plant_unneeded(tmp_path_factory.mktemp("plant"))
+    steps: dict[str, float] = {}
+
+    def step(name: str, func, *args, **kw):
+        started = time.monotonic()
+        out = func(*args, **kw)
+        steps[name] = round(time.monotonic() - started, 1)
+        timed(f"qemu scenario: {name}", steps[name])
+        return out
+
+    before = step("verify (baseline)", verify_results)
+    dry = step("pyinfra --dry", run_pyinfra, INVENTORY, "--dry", timeout=900)
+    after_dry = step("verify (after --dry)", verify_results)
+    deploy = step("deploy", run_pyinfra, INVENTORY, timeout=1800)
     assert deploy.returncode == 0, deploy.stdout[-6000:]
-    redeploy = run_pyinfra(INVENTORY, timeout=1800)
-    after = verdicts()
-    timed("qemu: harden scenario (verify, dry, deploy, re-deploy, verify)", time.monotonic() - started)
+    redeploy = step("re-deploy", run_pyinfra, INVENTORY, timeout=1800)
+    after = step("verify (after)", verify_results)
     qemu_lab.save("hardened")
-    return {"before": before, "dry": dry, "after_dry": after_dry, "deploy": deploy, "redeploy": redeploy,
-            "after": after}
+    return {"before": verdicts(before), "dry": dry, "after_dry": verdicts(after_dry), "deploy": deploy,
+            "redeploy": redeploy, "after": verdicts(after), "before_results": before, "after_results": after,
+            "times": steps}
 
 
 class VagrantLab:
