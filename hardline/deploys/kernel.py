@@ -75,12 +75,16 @@ def boot_params():
             host.noop(f"[{control.benchmark} {control.id}] host does not boot with GRUB (no grub.cfg): boot "
                       f"parameters {' '.join(wanted)} are not managed; set them in its boot loader")
             continue
+        # persisted by an earlier deploy (without kernel_reboot) but not running yet: a reboot is pending
+        pending = all(p in loader["args"] for p in wanted) and any(p not in loader["running"] for p in wanted)
         if loader["kind"] == "grubby":
             missing = [p for p in wanted if p not in loader["args"]]
+            changed = None
             if missing:
                 changed = server.shell(name=op_name(control, f"grubby: add {' '.join(missing)} (reboot needed)"),
                                        commands=[f"grubby --update-kernel=ALL --args={shlex.quote(' '.join(missing))}"])
-                _reboot_if(config, changed)
+            if changed is not None or pending:
+                _reboot_if(config, changed, pending)
             continue
         if loader["mkconfig"] is None:
             raise HardlineDataError(f"host {config.name}: {loader['cfg']} exists but neither update-grub nor "
@@ -94,11 +98,15 @@ def boot_params():
         stale = any(p not in loader["args"] for p in wanted)
         regenerated = server.shell(name=op_name(control, f"Regenerate {loader['cfg']}"), commands=[loader["mkconfig"]],
                                    _if=lambda: cfg.did_change() or stale)
-        _reboot_if(config, regenerated)
+        _reboot_if(config, regenerated, pending)
 
 
-def _reboot_if(config, changed) -> None:
+def _reboot_if(config, changed, pending: bool = False) -> None:
+    """Reboot (kernel_reboot) when this run changed the boot configuration, or when an earlier run
+    persisted parameters the running kernel still lacks: switching kernel_reboot on after a deploy
+    without it performs the pending reboot."""
     if config.data["kernel_reboot"]:
-        server.reboot(name="Reboot for the new boot parameters (kernel_reboot: true)", _if=changed.did_change)
+        server.reboot(name="Reboot for the new boot parameters (kernel_reboot: true)",
+                      _if=lambda: pending or (changed is not None and changed.did_change()))
     else:
         host.noop("boot parameters take effect at the next reboot (kernel_reboot: false)")
