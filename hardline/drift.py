@@ -88,6 +88,15 @@ def _dump_results(state, path: str) -> None:
     Path(path).write_text(json.dumps({"hosts": hosts, "failed_hosts": sorted(h.name for h in state.failed_hosts)}))
 
 
+def _then_dump(printer, dump, path: str):
+    """pyinfra's printer, then a dump of the state it printed from."""
+    def wrapped(state):
+        printer(state)
+        dump(state, path)
+
+    return wrapped
+
+
 def pyinfra_main() -> None:
     """pyinfra's CLI with its state also dumped as JSON: the change plan of a dry run to
     $HARDLINE_DRIFT_PLAN, and what a real run changed to $HARDLINE_PYINFRA_RESULTS (read from
@@ -100,22 +109,9 @@ def pyinfra_main() -> None:
     from pyinfra_cli.main import main
 
     cli_module._set_fail_prompts = lambda state, config: None
-    if os.environ.get(PLAN_ENV):
-        original_meta = cli_module.print_meta
-
-        def print_meta(state):
-            original_meta(state)
-            _dump_plan(state, os.environ[PLAN_ENV])
-
-        cli_module.print_meta = print_meta
-    if os.environ.get(RESULTS_ENV):
-        original_results = cli_module.print_results
-
-        def print_results(state):
-            original_results(state)
-            _dump_results(state, os.environ[RESULTS_ENV])
-
-        cli_module.print_results = print_results
+    for printer, env, dump in (("print_meta", PLAN_ENV, _dump_plan), ("print_results", RESULTS_ENV, _dump_results)):
+        if os.environ.get(env):
+            setattr(cli_module, printer, _then_dump(getattr(cli_module, printer), dump, os.environ[env]))
     main()
 
 

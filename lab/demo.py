@@ -75,21 +75,17 @@ def demo(argv: list[str]) -> int:
         before_run = _verify("before", reports)
         before = before_run.results
         times["verify before"] = time.monotonic() - t
-        t = _step("harden: pyinfra -y inventories/lab.py deploys/harden.py")
-        first = run_pyinfra(INVENTORY)
-        times["deploy"] = time.monotonic() - t
-        if first.returncode != 0:
-            print(first.stdout[-4000:])
-            return 2
-        print(f"    pyinfra exit {first.returncode}, {first.changed} operations changed")
-        t = _step("harden again (must change nothing)")
-        second = run_pyinfra(INVENTORY)
-        times["re-deploy"] = time.monotonic() - t
-        if second.returncode != 0:
-            print(second.stdout[-4000:])
-            return 2
-        changed2 = second.changed  # raises when pyinfra did not report its results
-        print(f"    pyinfra exit {second.returncode}, {changed2} operations changed")
+        changed2 = None
+        for title, label in (("harden: pyinfra -y inventories/lab.py deploys/harden.py", "deploy"),
+                             ("harden again (must change nothing)", "re-deploy")):
+            t = _step(title)
+            run = run_pyinfra(INVENTORY)
+            times[label] = time.monotonic() - t
+            if run.returncode != 0:
+                print(run.stdout[-4000:])
+                return 2
+            changed2 = run.changed  # raises when pyinfra did not report its results
+            print(f"    pyinfra exit {run.returncode}, {changed2} operations changed")
         t = _step("verify (after)")
         after_run = _verify("after", reports, previous=before_run)
         after = after_run.results
