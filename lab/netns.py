@@ -90,6 +90,10 @@ def up() -> None:
 def _ensure_pool() -> None:
     """A directory pool in the cache: boxes uploaded by vagrant-libvirt stay between sessions."""
     pool_dir().mkdir(parents=True, exist_ok=True)
+    if virsh("pool-info", POOL, check=False).returncode == 0 and \
+            f"<path>{pool_dir()}</path>" not in virsh("pool-dumpxml", POOL).stdout:
+        virsh("pool-destroy", POOL, check=False)  # defined for another cache directory
+        virsh("pool-undefine", POOL)
     if virsh("pool-info", POOL, check=False).returncode != 0:
         virsh("pool-define-as", POOL, "dir", "--target", str(pool_dir()))
         virsh("pool-autostart", POOL)

@@ -14,6 +14,10 @@ def _lab_rank(item) -> int:
 
 def pytest_collection_modifyitems(session, config, items):
     items.sort(key=_lab_rank)  # stable: the order within each rank (module by module) is kept
+    if not config.option.collectonly and any(_lab_rank(item) == 2 for item in items):
+        from tests.support.labs import start_box_build
+
+        start_box_build()  # in the background, while the tests without a VM and the QEMU ones run
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -25,3 +29,10 @@ def pytest_terminal_summary(terminalreporter):
             total = sum(seconds)
             each = "" if len(seconds) == 1 else f" ({len(seconds)}x: {', '.join(f'{s:.1f}' for s in seconds)})"
             terminalreporter.write_line(f"{total:8.1f}  {what}{each}")
+
+
+def pytest_unconfigure(config):
+    from tests.support.labs import _box_build
+
+    if "proc" in _box_build:  # never leave a box build (mounts, loop device) running behind the session
+        _box_build["proc"].wait()
