@@ -201,9 +201,9 @@ def variant(spec: dict[str, Any]) -> None:
                     chroot(mnt, "apt-get update -qq && apt-get install -y -qq --no-install-recommends "
                            + " ".join(spec["packages"] + spec["build_packages"]), build_log)
                 times["packages"] = round(time.monotonic() - started, 1)
-                if spec["policy_modules"]:
+                if spec["policy_modules"] or spec["local_modules"]:
                     started = time.monotonic()
-                    policy_modules(mnt, spec["policy_modules"], build_log)
+                    policy_modules(mnt, spec["policy_modules"], spec["local_modules"], build_log)
                     times["policy_modules"] = round(time.monotonic() - started, 1)
                 if spec["build_packages"]:
                     chroot(mnt, "apt-get purge -y -qq " + " ".join(spec["build_packages"])
@@ -224,18 +224,21 @@ def variant(spec: dict[str, Any]) -> None:
     Path(spec["times"]).write_text(json.dumps(times))
 
 
-def policy_modules(mnt: Path, modules: list[str], build_log: Path) -> None:
+def policy_modules(mnt: Path, modules: list[str], local: dict[str, str], build_log: Path) -> None:
     """Debian's selinux-policy-default lacks the reference policy's container and docker modules
-    (lxc_contexts names container_t all the same): compile them from selinux-policy-src with the
-    policy headers of selinux-policy-dev, install them into the policy store (semodule -n: no
-    reload, nothing is loaded while building)."""
+    (lxc_contexts names container_t all the same): compile them from selinux-policy-src, and the
+    recipe's own modules from their source, with the policy headers of selinux-policy-dev; install
+    them into the policy store (semodule -n: no reload, nothing is loaded while building)."""
+    work = mnt / "tmp/hlv-policy"
+    work.mkdir(parents=True, exist_ok=True)
+    for name, source in local.items():
+        write(work / f"{name}.te", source)
     # the interfaces (.if) are in selinux-policy-dev's headers already: only .te and .fc are needed
     files = " ".join(f"{POLICY_MODULE_DIR}/{m}.{ext}" for m in modules for ext in ("te", "fc"))
-    pps = " ".join(f"{m}.pp" for m in modules)
-    chroot(mnt, f"rm -rf /tmp/hlv-policy && mkdir /tmp/hlv-policy && cd /tmp/hlv-policy && "
-                f"tar --zstd -xf {POLICY_SRC} {files} && cp {POLICY_MODULE_DIR}/* . && "
-                f"make -s -f /usr/share/selinux/devel/Makefile {pps} && semodule -n -i {pps} && "
-                "cd / && rm -rf /tmp/hlv-policy", build_log)
+    pps = " ".join(f"{m}.pp" for m in [*modules, *local])
+    extract = f"tar --zstd -xf {POLICY_SRC} {files} && cp {POLICY_MODULE_DIR}/* . && " if modules else ""
+    chroot(mnt, f"cd /tmp/hlv-policy && {extract}make -s -f /usr/share/selinux/devel/Makefile {pps} && "
+                f"semodule -n -i {pps} && cd / && rm -rf /tmp/hlv-policy", build_log)
 
 
 def relabel(mnt: Path, build_log: Path) -> None:

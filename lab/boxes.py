@@ -45,14 +45,26 @@ ENABLED_UNITS = ["systemd-networkd.service", "ssh.service", "auditd.service", "d
 # TCG; systemd-firstboot would wait for console input on the first boot (machine-id is empty)
 MASKED_UNITS = ["apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_reap.service", "e2scrub_all.timer",
                 "systemd-firstboot.service"]
+# refpolicy's docker module confines the engine itself (dockerd, containerd and runc all run in
+# dockerd_t) so tightly that enforcing mode stops every container start on Debian 12 (runc is
+# denied mounton on /proc/kcore and on bind-mount sources); the RHEL family's container-selinux
+# runs the engine unconfined (container_runtime_t). The lab box does the same; containers stay
+# confined in container_t.
+ENGINE_MODULE = """policy_module(hardline_lab_engine, 1.0)
+gen_require(`
+\ttype dockerd_t;
+')
+unconfined_domain(dockerd_t)
+"""
 VARIANTS: dict[str, dict[str, Any]] = {
-    "apparmor": {"packages": [], "build_packages": [], "policy_modules": [], "cmdline": "", "selinux": False,
-                 "files": {}},
+    "apparmor": {"packages": [], "build_packages": [], "policy_modules": [], "local_modules": {}, "cmdline": "",
+                 "selinux": False, "files": {}},
     # what Debian's selinux-activate does (security=selinux, SELINUX=permissive), with the relabel
     # done at build time; enforcing is the deploy's job (HL-3.1)
     "selinux": {"packages": ["selinux-basics", "selinux-policy-default", "policycoreutils", "selinux-utils"],
                 "build_packages": ["selinux-policy-dev", "selinux-policy-src", "zstd", "make"],
-                "policy_modules": ["container", "docker"], "cmdline": "security=selinux", "selinux": True,
+                "policy_modules": ["container", "docker"], "local_modules": {"hardline_lab_engine": ENGINE_MODULE},
+                "cmdline": "security=selinux", "selinux": True,
                 "files": {"etc/selinux/config": "SELINUX=permissive\nSELINUXTYPE=default\n"}},
 }
 # Kubernetes nodes: add a variant here (packages, files) and a machine in vagrant/machines.yml.
@@ -213,7 +225,9 @@ def ensure_added(stamp: dict[str, Any]) -> float:
         run(["vagrant", "box", "add", "--force", str(catalog)])
     for old in store.glob("*") if store.is_dir() else []:
         if old.is_dir() and old.name != stamp["version"]:
-            run(["vagrant", "box", "remove", stamp["box"], "--box-version", old.name, "--force"])
+            if (old / "libvirt").is_dir():
+                run(["vagrant", "box", "remove", stamp["box"], "--box-version", old.name, "--force"])
+            shutil.rmtree(old, ignore_errors=True)  # what `box remove` leaves of a version
     return time.monotonic() - started
 
 
