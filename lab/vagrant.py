@@ -232,7 +232,8 @@ def cli(argv: list[str]) -> int:
     elif args.action == "ssh":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         machine = Machine.get(args.machine)
-        return subprocess.call(machine.ssh_argv(shlex.join(cmd) if cmd else None))
+        command = None if not cmd else cmd[0] if len(cmd) == 1 else shlex.join(cmd)  # one word: a shell line
+        return subprocess.call(machine.ssh_argv(command))
     elif args.action == "destroy":
         destroy(*args.machines)
     elif args.action == "down":

@@ -217,6 +217,7 @@ class VagrantLab:
             if qemu.is_running():
                 qemu.down(graceful=False)  # one VM at a time on this machine
             started = time.monotonic()
+            vagrant.destroy(name)  # a machine left running by hand is not fresh from its box
             for step, seconds in vagrant.up(name).items():
                 timed(f"vagrant {name}: {step}", seconds)
             timed(f"vagrant {name}: up total", time.monotonic() - started)
@@ -290,12 +291,14 @@ def worst(results: dict[str, list]) -> dict[str, str]:
     return {cid: min((r.status for r in rs), key=order.index) for cid, rs in results.items()}
 
 
-def vagrant_deploy(machine: str, *args: str, inventory: Path = VAGRANT_INVENTORY, step: str = ""):
-    """pyinfra inventories/vagrant.py deploys/harden.py --limit MACHINE, inside the namespace."""
+def vagrant_deploy(machine: str, *args: str, inventory: Path = VAGRANT_INVENTORY, deploy: str = "deploys/harden.py",
+                   step: str = ""):
+    """pyinfra inventories/vagrant.py DEPLOY --limit MACHINE, inside the namespace."""
     from lab import netns, vagrant
 
     started = time.monotonic()
-    run = run_pyinfra(inventory, "--limit", machine, *args, prefix=netns.prefix(), env=vagrant.env(), timeout=2400)
+    run = run_pyinfra(inventory, "--limit", machine, *args, deploy=deploy, prefix=netns.prefix(), env=vagrant.env(),
+                      timeout=2400)
     if step:
         timed(f"vagrant {machine}: {step}", time.monotonic() - started)
     return run
