@@ -1,4 +1,5 @@
-"""CIS Docker Benchmark v1.6.0 (and HL platform controls) on every inventory host."""
+"""Every benchmark that applies to each inventory host (CIS Docker, CIS Kubernetes, hardline's
+platform controls): one test per host, control and subject."""
 
 from hardline.benchmarks.pytest_plugin import assert_result
 
