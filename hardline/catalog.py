@@ -59,6 +59,7 @@ class Control:
     roles: tuple[str, ...] = ()
     scope: str = "node"
     min_version: str = ""  # oldest component version (e.g. Kubernetes) that can express the item
+    max_version: str = ""  # newest component version that still has it (a flag removed later)
     benchmark: str = ""
     version: str = ""
 
@@ -173,7 +174,7 @@ def _control(entry: dict[str, Any], meta: dict[str, Any], file_roles: list[str] 
     return Control(
         **{**entry, "vars": tuple(entry.get("vars") or ()), "params": entry.get("params") or {},
            "references": tuple(entry.get("references") or ()), "roles": roles, "scope": scope,
-           "min_version": str(entry.get("min_version") or "")},
+           "min_version": str(entry.get("min_version") or ""), "max_version": str(entry.get("max_version") or "")},
         benchmark=meta["benchmark"], version=str(meta["version"]),
     )
 
@@ -210,11 +211,16 @@ def version_key(version: str) -> tuple:
 
 @functools.lru_cache(maxsize=None)
 def available() -> dict[str, tuple[str, ...]]:
-    """Every benchmark and its versions on disk (oldest version first)."""
-    found: dict[str, list[str]] = {}
-    for meta in CATALOG_DIR.glob("*/*/benchmark.yml"):
-        found.setdefault(meta.parent.parent.name, []).append(meta.parent.name)
-    return {b: tuple(sorted(v, key=version_key)) for b, v in sorted(found.items())}
+    """Every benchmark and its versions on disk, oldest first. A benchmark written for component
+    versions is ordered by them, not by its own number: CIS Kubernetes 1.20 (for Kubernetes
+    1.19-1.21) is older than CIS Kubernetes 1.12 (for 1.32-1.34)."""
+    found: dict[str, list[tuple[tuple, str]]] = {}
+    for meta_file in CATALOG_DIR.glob("*/*/benchmark.yml"):
+        meta = yaml.safe_load(meta_file.read_text()) or {}
+        components = [version_key(str(v)) for v in meta.get("component_versions") or ()]
+        order = (max(components) if components else (), version_key(meta_file.parent.name))
+        found.setdefault(meta_file.parent.parent.name, []).append((order, meta_file.parent.name))
+    return {b: tuple(v for _, v in sorted(vs)) for b, vs in sorted(found.items())}
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import fnmatch
 import os
 import pickle
 import re
@@ -28,7 +29,7 @@ from hardline.catalog import ROLES, Catalog, Control, available, defaults, load_
 
 # Keys in these namespaces belong to hardline: an unknown one is a typo, not someone else's data.
 OWN_PREFIXES = ("docker_", "containerd_", "sysctl_", "auditd_", "hardline_", "kernel_", "apparmor_", "selinux_",
-                "cgroup_", "platform_")
+                "cgroup_", "platform_", "k8s_", "apiserver_", "controller_manager_", "scheduler_", "etcd_", "kubelet_")
 # pyinfra's @docker connector uses these data keys; they are not ours.
 FOREIGN_KEYS = {"docker_identifier", "docker_platform", "docker_architecture"}
 
@@ -473,7 +474,8 @@ def _read_inventory_isolated(inventory_file: str) -> list:
 def load_hosts(inventory_file: str, limit: Iterable[str] | None = None) -> list[HostConfig]:
     """Load a pyinfra inventory file (with its group_data) and validate every host.
 
-    ``limit`` keeps hosts whose name or one of whose groups is listed (like pyinfra --limit). A
+    ``limit`` keeps hosts in one of the listed groups or whose name matches one of them, as a
+    glob (like pyinfra --limit: ``web-*``). A
     host whose data is invalid is returned with ``error`` set (its controls are ERROR, the other
     hosts are verified). Raises InventoryError when the inventory itself cannot be used, or
     FileNotFoundError.
@@ -483,7 +485,7 @@ def load_hosts(inventory_file: str, limit: Iterable[str] | None = None) -> list[
     wanted = set(limit or ())
     hosts = []
     for name, groups, sources, merged in _read_inventory_isolated(inventory_file):
-        if wanted and name not in wanted and not wanted & set(groups):
+        if wanted and not wanted & set(groups) and not any(fnmatch.fnmatch(name, w) for w in wanted):
             continue
         try:
             hosts.append(check_host(name, groups, sources, merged))

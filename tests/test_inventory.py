@@ -184,3 +184,15 @@ def test_one_invalid_host_does_not_stop_the_others(tmp_path):
     hosts = {h.name: h for h in load_hosts(str(inv))}
     assert hosts["good"].valid and not hosts["bad"].valid
     assert "docker_trusted_users: must be a list of strings" in str(hosts["bad"].error)
+
+
+def test_a_bare_id_several_benchmarks_have_is_refused_with_the_candidates(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = ["a"]\nk8s_control_plane = ["a", ("b", {'
+                          '"hardline_benchmark_versions": {"cis-kubernetes": "1.20"}})]\n',
+                          all='hardline_waivers = [{"id": "1.1.1", "reason": "r"}]\n')
+    hosts = {h.name: h for h in load_hosts(str(inv))}
+    assert hosts["a"].roles == ("docker", "k8s_control_plane")
+    assert ("host a: hardline_waivers[0]: id '1.1.1' is ambiguous for this host: it names cis-docker:1.6.0:1.1.1, "
+            "cis-kubernetes:1.12:1.1.1, cis-kubernetes:1.20:1.1.1; write the full key") in str(hosts["a"].error)
+    # b is only a control-plane node, and its CIS Kubernetes version is pinned: 1.1.1 is one control
+    assert hosts["b"].valid and list(hosts["b"].waivers) == ["cis-kubernetes:1.20:1.1.1"]

@@ -67,7 +67,7 @@ def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception,
              catalog: Catalog) -> Verdict | list[Verdict]:
     if not control.automated:
         return _manual(control, config, facts)
-    if control.kind is None:
+    if control.kind is None or control.kind not in KINDS:
         return Verdict(SKIP, found="no automated check in this hardline version")
     if isinstance(facts, Exception):
         return Verdict(ERROR, found=f"host could not be verified: {facts}")
@@ -83,13 +83,15 @@ def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception,
 
 
 def _too_old(control: Control, facts: HostFacts, catalog: Catalog) -> str:
-    """Why the host's component cannot express the item (its min_version), or ''."""
+    """Why the host's component cannot express the item (min_version, max_version), or ''."""
     fact = select.COMPONENT_FACTS.get(catalog.component)
     running = facts.values.get(fact) if fact else None
-    if not control.min_version or not running:
+    if not running:
         return ""
-    if select.minor(running) < version_key(control.min_version):
+    if control.min_version and select.minor(running) < version_key(control.min_version):
         return f"not applicable: the host runs {running}, the item needs {control.min_version} or newer"
+    if control.max_version and select.minor(running) > version_key(control.max_version):
+        return f"not applicable: the host runs {running}; the item's setting was removed after {control.max_version}"
     return ""
 
 
@@ -97,7 +99,7 @@ def _manual(control: Control, config: HostConfig, facts: HostFacts | Exception) 
     """A manual item is always MANUAL, never PASS; where it names a kind, what that check
     gathered (counts, listings) is kept as evidence for the auditor."""
     guidance = control.guidance or "verify by hand"
-    if control.kind is None or isinstance(facts, Exception):
+    if control.kind is None or control.kind not in KINDS or isinstance(facts, Exception):
         return Verdict(MANUAL, found=guidance)
     try:
         gathered = KINDS[control.kind].check(control.resolve(config.data), facts, config.data)
