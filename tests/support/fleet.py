@@ -72,6 +72,20 @@ from .sshd import SFTP_SERVER, SSHD, ssh_keygen
 BASTION_IP = 2
 
 
+def fleet_prerequisites() -> str | None:
+    """Why a fleet cannot start here (None when it can)."""
+    if os.geteuid() != 0:
+        return "the test fleet needs root (namespaces, cgroups, sshd)"
+    for tool in (SSHD, DOCKERD, "ssh", "ssh-keygen", "sudo", "ip", "nsenter", "unshare", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found (scripts/setup.sh installs it)"
+    if not (CGROUP_ROOT / "cpuacct.usage").exists():
+        return f"no cpuacct cgroup (v1) hierarchy at {CGROUP_ROOT}"
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        return "the kernel has no overlay filesystem"
+    return None
+
+
 @dataclass
 class FleetHost:
     spec: HostSpec
@@ -341,6 +355,8 @@ class Fleet:
                 block = [f"Host {host.name}", f"  HostName {host.address}", f"  Port {host.spec.port}", "  User root", *common]
                 if host.spec.reach == "jump":
                     block.append("  ProxyJump bastion")
+                    blocks.append([f"Host {host.name}-proxycommand", f"  HostName {host.address}", "  User root", *common,
+                                   f"  ProxyCommand ssh -F {self.ssh_config} -W %h:%p bastion"])
                 blocks.append(block)
         self.ssh_config.write_text("\n".join("\n".join(b) for b in blocks) + "\n")
 
@@ -356,11 +372,27 @@ class Fleet:
             data.update(ssh_user=SUDO_USER, _sudo=True)
         return data
 
-    def inventory_text(self, names: list[str] | None = None, extra: dict[str, dict] | None = None) -> str:
-        """A pyinfra inventory: ``docker_hosts`` carries each host's data; the other groups of
-        :attr:`HostSpec.groups` list names only."""
-        chosen = [self.hosts[n] for n in (names or self.hosts)]
+    def host_key_variants(self, name: str) -> dict[str, dict[str, Any]]:
+        """Inventory entries for host ``name`` whose known_hosts file does not match it:
+        ``<name>-unknown-key`` (empty file, strict checking) and ``<name>-changed-key`` (another
+        key for its address, pyinfra's default policy accept-new). Both must be refused."""
+        host = self.hosts[name]
+        unknown, changed = self.dir / f"known_hosts-{name}-empty", self.dir / f"known_hosts-{name}-changed"
+        if not changed.exists():
+            unknown.write_text("")
+            other = " ".join(ssh_keygen(self.dir / f"impostor-{name}", "impostor").split()[:2])
+            changed.write_text(f"{host.address} {other}\n")
+        return {f"{name}-unknown-key": {**self.connection(name), "ssh_known_hosts_file": str(unknown)},
+                f"{name}-changed-key": {**self.connection(name), "ssh_known_hosts_file": str(changed),
+                                        "ssh_strict_host_key_checking": "accept-new"}}
+
+    def inventory_text(self, names: list[str] | None = None, extra: dict[str, dict] | None = None,
+                       more: dict[str, dict] | None = None) -> str:
+        """A pyinfra inventory: ``docker_hosts`` carries each host's data (plus ``extra[name]``,
+        plus the ``more`` entries); the other groups of :attr:`HostSpec.groups` list names only."""
+        chosen = [self.hosts[n] for n in (self.hosts if names is None else names)]
         entries = [(h.name, {**self.connection(h.name), **(extra or {}).get(h.name, {})}) for h in chosen]
+        entries += list((more or {}).items())
         groups: dict[str, list[str]] = {}
         for h in chosen:
             for g in h.spec.groups:

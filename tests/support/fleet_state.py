@@ -229,3 +229,38 @@ def _set_group_members(path: Path, group: str, members: list[str]) -> None:
     else:
         raise RuntimeError(f"{path}: no {group} group to add members to (install docker.io)")
     path.write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------- drift of a host
+
+# A small deploy whose dry run has a known plan per host (`hardline drift --deploy`): it fixes
+# exactly the two file states a spec varies that a deploy can fix without touching dockerd.
+DRIFT_DEPLOY = '''\
+"""Deploy of the fleet drift tests: /etc/docker root:root 755, content trust for every login."""
+from pyinfra.operations import files
+
+files.directory(name="etc_docker root:root 755", path="/etc/docker", user="root", group="root", mode="755")
+files.line(name="content trust for every login", path="/etc/environment", line="^DOCKER_CONTENT_TRUST=.*",
+           replace="DOCKER_CONTENT_TRUST=1")
+'''
+DRIFT_SECTION = "3"  # verified along with the dry run: section 3 passes on a host whose files are right
+
+
+def expected_changes(spec: HostSpec) -> list[str]:
+    """Operations of DRIFT_DEPLOY that a dry run must report as changing on this host."""
+    changes = []
+    if spec.etc_docker_mode != 0o755 or spec.etc_docker_owner != "root":
+        changes.append("etc_docker root:root 755")
+    if not spec.content_trust:
+        changes.append("content trust for every login")
+    return changes
+
+
+def expected_drift_state(spec: HostSpec) -> str:
+    """"error", "drift" or "clean" for `hardline drift --deploy DRIFT_DEPLOY --section 3`."""
+    if not spec.answers or spec.daemon == "none":  # no daemon: 3.17/3.18 cannot be verified
+        return "error"
+    section3 = {cid: status for cid, status in expected(spec).items() if cid.startswith("3.")}
+    if expected_changes(spec) or "FAIL" in section3.values():
+        return "drift"
+    return "clean"
