@@ -183,6 +183,11 @@ class Fleet:
         self.timings["start"] = time.monotonic() - began
         return self
 
+    @property
+    def namespaces(self) -> list[str]:
+        """Network namespaces of this fleet (hub, bastion, hosts, shared daemons)."""
+        return list(self._netns)
+
     def address(self, index: int) -> str:
         return f"169.254.{self.subnet}.{10 + index}"
 

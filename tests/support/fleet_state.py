@@ -106,6 +106,17 @@ def plan(size: int = 50, own_daemons: int = 6) -> list[HostSpec]:
     return [_with_groups(s, size) for s in specs]
 
 
+def plain_plan(size: int, own_daemons: int = 0) -> list[HostSpec]:
+    """``size`` hosts that all answer root SSH directly (for measurements): the file states and
+    daemon profiles of :func:`plan`, no special host."""
+    specs = [HostSpec(index=s.index, daemon="own" if s.index <= own_daemons else "shared", profile=s.profile,
+                      etc_docker_mode=s.etc_docker_mode, etc_docker_owner=s.etc_docker_owner,
+                      daemon_json_mode=s.daemon_json_mode, docker_members=s.docker_members,
+                      content_trust=s.content_trust)
+             for s in plan(max(size, 10))[:size]]
+    return [_with_groups(s, size) for s in specs]
+
+
 def _with_groups(spec: HostSpec, size: int) -> HostSpec:
     groups = ["docker_hosts", "rack_a" if spec.index <= size // 2 else "rack_b"]
     groups.append("unreachable" if not spec.answers else ("compliant" if spec.compliant else "drifted"))
