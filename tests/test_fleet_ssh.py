@@ -21,6 +21,7 @@ import pytest
 from tests.support.fleet_run import hardline_run, pyinfra_outputs, pyinfra_run, statuses
 from tests.support.fleet_state import SIGNATURE, SUDO_USER, expected
 
+pytestmark = pytest.mark.fleet
 REACHES = ("ssh", "sudo", "alias", "jump")
 
 
