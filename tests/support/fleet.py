@@ -45,7 +45,7 @@ on PATH, /usr/local/bin) sleeps forever.
 
 Clean-up goes by cgroup: every process of a host (sshd, sessions, dockerd, containerd, a hung
 ``sleep``) is in ``/sys/fs/cgroup/cpuacct/<id>/<host>``; teardown SIGKILLs them, removes the
-cgroups, deletes the namespaces and the directory. :func:`reap_stale` does the same for fleets
+cgroups, deletes the namespaces and the directory. :func:`fleet_sys.reap_stale` does the same for fleets
 whose owner process died.
 """
 
