@@ -12,19 +12,20 @@ suite (``hardline.drift.junit_drift_suite``) to the same document through ``writ
 
 junit-xml 1.9 writes properties on a suite only. ``PropertyTestSuite`` keeps its document and
 adds each ``PropertyTestCase``'s properties as the first child of that case's <testcase>
-(where the JUnit schema Jenkins and GitLab read puts them). What junit-xml brings besides the
-schema: it strips characters XML 1.0 cannot carry (a container's output with ANSI escapes would
-otherwise make the whole file unreadable to a CI server).
+(where the JUnit schema Jenkins and GitLab read puts them). Characters XML 1.0 cannot carry are
+dropped (a container's output with terminal escapes would otherwise make the whole file
+unreadable to a CI server).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterable
 
-from junit_xml import TestCase, TestSuite, to_xml_report_string
+from junit_xml import TestCase, TestSuite
 
 from hardline.results import ERROR, FAIL, MANUAL, SKIP, WAIVED, Result, host_scores, score
 
@@ -97,12 +98,40 @@ def result_suites(results: list[Result], meta: dict[str, Any] | None = None) -> 
     return suites
 
 
+# characters XML 1.0 cannot carry (tab, newline and carriage return can), and the C1 controls
+# and non-characters junit-xml also drops
+ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufdd0-\ufddf\ufffe\uffff]")
+
+
+def document(suites: Iterable[TestSuite], name: str = "hardline") -> ET.Element:
+    """<testsuites name=...> with junit-xml's <testsuite> elements and their totals, as
+    junit-xml's ``to_xml_report_string`` sums them. That function is not used: it serializes and
+    scans the whole document as one string (and pretty-prints with minidom), which costs several
+    times the build at fleet size (perf/report_scale.py measures it)."""
+    root = ET.Element("testsuites", name=name)
+    totals = {"disabled": 0, "errors": 0, "failures": 0, "tests": 0}
+    time = 0.0
+    for suite in suites:
+        element = suite.build_xml_doc()
+        for key in totals:
+            totals[key] += int(element.get(key, 0))
+        time += float(element.get("time", 0))
+        root.append(element)
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", str(time))
+    for element in root.iter():  # a host's output may carry terminal escapes: drop, never fail
+        if element.text and ILLEGAL_XML.search(element.text):
+            element.text = ILLEGAL_XML.sub("", element.text)
+        for key, value in element.attrib.items():
+            if ILLEGAL_XML.search(value):
+                element.set(key, ILLEGAL_XML.sub("", value))
+    return root
+
+
 def write(path: str | Path, suites: Iterable[TestSuite], name: str = "hardline") -> Path:
-    """Write suites as one JUnit document (<testsuites name=...>, indented, UTF-8)."""
-    # junit-xml's own pretty printer (minidom) needs minutes and gigabytes at fleet size
-    # (tens of thousands of testcases): its compact output is indented with ElementTree instead
-    root = ET.fromstring(to_xml_report_string(list(suites), prettyprint=False))
-    root.set("name", name)
+    """Write suites as one JUnit document (indented, UTF-8)."""
+    root = document(suites, name)
     ET.indent(root)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
