@@ -33,7 +33,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from hardline.catalog import load_catalog
-from hardline.results import ERROR, FAIL, MANUAL, PASS, SKIP, WAIVED, Result, RunResults
+from hardline.drift import Drift, Plan
+from hardline.results import ERROR, FAIL, MANUAL, PASS, SKIP, WAIVED, Result, RunResults, merge_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPES = ROOT / "tests" / "data" / "verify-shapes.json"
@@ -42,7 +43,8 @@ TEMPLATES = ("web", "api", "edge")  # the captured containers: hardened, plain, 
 SERVICES = ("nginx:1.25", "postgres:16", "redis:7.2", "registry.example.com/shop/api:4.12.0",
             "registry.example.com/shop/worker:4.12.0", "grafana/grafana:10.4.2", "prom/prometheus:v2.51.0",
             "haproxy:2.9", "rabbitmq:3.13-management", "registry.example.com/ops/backup:2024.05")
-STARTED, PREVIOUS_STARTED = "2026-11-23T02:00:00+00:00", "2026-11-22T02:00:00+00:00"
+STARTED, K8S_STARTED = "2026-11-23T02:00:00+00:00", "2026-11-23T02:30:00+00:00"
+PREVIOUS_STARTED = "2026-11-22T02:00:00+00:00"
 PATHS = {"daemon.json": "/etc/docker/daemon.json", "data": "/var/lib/docker", "docker.sock": "/run/docker.sock"}
 
 
@@ -233,15 +235,40 @@ def previous_of(results: list[Result], seed: int = 13, flips: float = 0.03) -> l
             for r in results if r.host != hosts[-1]]
 
 
+def drift_plan(results: list[Result]) -> dict:
+    """A drift section for the run (as ``hardline drift`` attaches): the unreachable hosts could
+    not be planned, every fifth host would get daemon.json and a sysctl back."""
+    hosts = sorted({r.host for r in results if not r.host.startswith("cluster/")})
+    unreachable = {r.host for r in results if r.status == ERROR and r.found.startswith("host could not be verified")}
+    planned = [h for h in hosts if h not in unreachable]
+    changes = {h: (["Write /etc/docker/daemon.json", "Set sysctl kernel.kptr_restrict = 2"] if i % 5 == 0 else [])
+               for i, h in enumerate(planned)}
+    conditional = {h: ["Restart docker after a daemon.json change"] if ops else [] for h, ops in changes.items()}
+    diff = ('\n+++ desired\n@@ -1,3 +1,4 @@\n {\n-  "icc": true,\n'
+            '+  "icc": false,\n+  "no-new-privileges": true,\n }')
+    plan = Plan(hosts, planned, changes, conditional, [f"--- {h}:/etc/docker/daemon.json{diff}" for h, ops in changes.items() if ops][:3],
+                returncode=1, output="pyinfra: 2 hosts failed to connect")
+    return Drift(plan, [r for r in results if r.host in hosts], hosts).to_dict()
+
+
 def fleet_runs(hosts: int = 50, containers: int = 20, seed: int = 12) -> tuple[RunResults, RunResults]:
-    """(previous run, current run) of the synthetic fleet."""
+    """(previous run, current run) of the synthetic fleet. The current one is what ``hardline
+    report docker.json kubernetes.json`` makes of two nightly runs (so the report has its
+    merged-runs table); a drift section is attached as well, so that one report shows every
+    part (``hardline drift`` attaches it to a single run)."""
     current = fleet_results(hosts, containers, seed)
     before = RunResults.new(previous_of(current), started=PREVIOUS_STARTED, finished="2026-11-22T02:01:10+00:00",
                             duration=70.2, label="nightly 2026-11-22")
-    after = RunResults.new(current, started=STARTED, finished="2026-11-23T02:01:07+00:00", duration=67.4,
-                           label="nightly 2026-11-23", command=["hardline", "verify", "inventories/prod.py"])
-    after.meta["inventory"] = {"path": "inventories/prod.py", "sha256": "5" * 64,
-                               "files": [{"path": "inventories/prod.py", "sha256": "6" * 64}]}
+    fingerprint = {"path": "inventories/prod.py", "sha256": "5" * 64,
+                   "files": [{"path": "inventories/prod.py", "sha256": "6" * 64}]}
+    runs = []
+    for label, wanted, started in (("nightly docker", False, STARTED), ("nightly kubernetes", True, K8S_STARTED)):
+        run = RunResults.new([r for r in current if (r.benchmark == "cis-kubernetes") == wanted], started=started,
+                             duration=67.4, label=label, command=["hardline", "verify", "inventories/prod.py"])
+        run.meta["inventory"] = fingerprint
+        runs.append(run)
+    after = merge_runs(runs)
+    after.meta["drift"] = drift_plan(after.results)
     return before, after
 
 
