@@ -6,6 +6,7 @@ and size are printed. Screenshots are saved under reports/ (gitignored) and thei
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -286,4 +287,8 @@ def test_fleet_report_50_hosts_x_20_containers(chromium, tmp_path):
     assert cdp.js("getComputedStyle(document.querySelector('.filters')).display") == "none"
     assert cdp.js("getComputedStyle(document.getElementById('hosts')).display") == "table"
     cdp("Emulation.setEmulatedMedia", media="")
+    pdf = ROOT / "reports" / "report-fleet-50.pdf"
+    pdf.write_bytes(base64.b64decode(cdp("Page.printToPDF", landscape=True)["data"]))
+    print(f"printed: {pdf} ({pdf.stat().st_size // 1000} kB)")
+    assert pdf.stat().st_size > 50_000
     assert_clean(cdp)
