@@ -294,6 +294,40 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return drift.exit_code()
 
 
+DEPLOY_HELP = """\
+usage: hardline deploy INVENTORY [PYINFRA OPTIONS...]
+
+Harden the inventory's hosts: runs pyinfra with hardline's own deploy (the code of a checkout's
+deploys/harden.py, shipped in the package), so an installed hardline needs no checkout. Every
+option is pyinfra's own and passed through unchanged:
+
+  hardline deploy inventories/prod.py --dry          # what would change (nothing is changed)
+  hardline deploy inventories/prod.py -y             # harden without asking
+  hardline deploy inventories/prod.py --limit web1 --diff
+
+Inventory data is validated for every host before any operation (file, host and key named).
+Exit code: pyinfra's (0 success, non-zero when a host failed or the data was refused).
+"""
+
+
+def cmd_deploy(argv: list[str]) -> int:
+    """Replace this process with pyinfra running the packaged hardening deploy."""
+    import os
+
+    from hardline.drift import DEFAULT_DEPLOY
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(DEPLOY_HELP, end="")
+        return 0 if argv else EXIT_USAGE
+    inventory, options = argv[0], argv[1:]
+    if not Path(inventory).is_file() and not inventory.startswith("@"):
+        print(f"hardline: inventory file not found: {inventory}", file=sys.stderr)
+        return EXIT_USAGE
+    code = "import sys; from pyinfra_cli.main import main; sys.argv[0] = 'pyinfra'; sys.exit(main())"
+    os.execv(sys.executable, [sys.executable, "-c", code, *options, inventory, DEFAULT_DEPLOY])
+    return 0  # not reached
+
+
 def cmd_controls(args: argparse.Namespace) -> int:
     from hardline.benchmarks.select import SelectionError
     from hardline.catalog import all_catalogs
@@ -337,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hardline",
         description="Harden container hosts with pyinfra and prove it with CIS benchmark checks.",
-        epilog="Deploy with: pyinfra INVENTORY deploys/harden.py  (--dry shows what would change)",
+        epilog="Harden with: hardline deploy INVENTORY (or, in a checkout: pyinfra INVENTORY deploys/harden.py); "
+        "--dry shows what would change.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = sub.add_parser("verify", help="check every host of a pyinfra inventory against a benchmark",
@@ -391,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     controls.set_defaults(func=cmd_controls)
     variables = sub.add_parser("variables", help="list every inventory variable with its type and default")
     variables.set_defaults(func=cmd_variables)
+    sub.add_parser("deploy", help="harden the inventory's hosts: pyinfra with hardline's packaged deploy "
+                   "(pyinfra options pass through, e.g. --dry)", add_help=False)
     sub.add_parser("lab", help="the QEMU lab VM: up, down, status, ssh, build, and demo (the main job: "
                    "baseline verify, harden, re-harden, verify)", add_help=False)
     return parser
@@ -415,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["lab"]:
         return cmd_lab(argv[1:])
+    if argv[:1] == ["deploy"]:
+        return cmd_deploy(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     return args.func(args)

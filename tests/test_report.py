@@ -342,6 +342,27 @@ def test_report_merges_runs_compares_and_gates(fleet, tmp_path):  # noqa: F811
     assert bad.returncode == 4 and "not a hardline results file" in bad.stderr
 
 
+def test_one_host_keeps_the_results_of_each_benchmark_through_report(fleet, tmp_path):  # noqa: F811
+    docker, platform, again = tmp_path / "docker.json", tmp_path / "platform.json", tmp_path / "again.json"
+    hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--json", str(docker), "-q")
+    hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "hardline-platform", "--json", str(platform), "-q")
+    merged = tmp_path / "merged.json"
+    assert hardline("report", str(docker), str(platform), "-o", str(tmp_path / "m.html"), "--json", str(merged)).returncode == 0
+    data = json.loads(merged.read_text())
+    by_benchmark = {b: {r["control_id"] for r in data["results"] if r["benchmark"] == b} for b in
+                    ("cis-docker", "hardline-platform")}
+    assert len(by_benchmark["cis-docker"]) == 117 and len(by_benchmark["hardline-platform"]) == 15
+    assert [b["id"] for b in data["run"]["benchmarks"]] == ["cis-docker", "hardline-platform"]
+    # a later run of one benchmark replaces only that benchmark's results of the host
+    hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2",
+             "--json", str(again), "-q")
+    hardline("report", str(docker), str(platform), str(again), "-o", str(tmp_path / "m.html"), "--json", str(merged))
+    data = json.loads(merged.read_text())
+    docker_ids = {r["control_id"] for r in data["results"] if r["benchmark"] == "cis-docker"}
+    assert docker_ids and all(cid.startswith("2.") for cid in docker_ids)
+    assert len({r["control_id"] for r in data["results"] if r["benchmark"] == "hardline-platform"}) == 15
+
+
 def test_junit_carries_run_metadata(fleet, tmp_path):  # noqa: F811
     junit = tmp_path / "r.xml"
     hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2", "--junit", str(junit), "-q")
