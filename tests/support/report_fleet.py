@@ -143,8 +143,12 @@ def docker_host(name: str, rnd: random.Random, shapes, hardening: float, contain
         for key, template in shapes[reached]:
             templates.setdefault(key, set()).add(template)
 
+    # a host's containers run under one daemon (user namespaces remapped or not): their results
+    # come from that daemon's capture; the host's own controls are drawn one by one
+    daemon = "compliant" if hardening >= 0.8 else "default"
+
     def draw(key: str, template: str) -> list | None:
-        chosen = "compliant" if rnd.random() < hardening else "default"
+        chosen = daemon if template else ("compliant" if rnd.random() < hardening else "default")
         return shapes[chosen].get((key, template)) or shapes["default"].get((key, template))
 
     results = []
