@@ -163,6 +163,29 @@ def test_kubelet_runs_the_static_pods(k8s_control_plane, k8s_worker):
     # the API server's process is the container's, with the manifest's command exactly
     manifest = yaml.safe_load(k8s_control_plane.manifest("kube-apiserver").read_text())
     assert k8s_control_plane.argv("kube-apiserver") == manifest["spec"]["containers"][0]["command"]
+    # the kubelet set its kernel tunables (protectKernelDefaults is off) in the node's simulated
+    # /proc/sys files, not in the machine's kernel
+    assert k8s_worker.run("cat", "/proc/sys/kernel/panic_on_oops").stdout.strip() == "1"
+    assert k8s_worker.path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1"
+    assert Path("/proc/sys/kernel/panic_on_oops").read_text() == k8s_worker.machine_tunables["kernel/panic_on_oops"]
+
+
+def test_systemctl_restart_kubelet_rereads_its_flags(k8s_worker):
+    """Deploys restart the kubelet with `systemctl restart kubelet`; on the node that is the
+    stand-in over /etc/init.d/kubelet, which re-reads the drop-in and /etc/default/kubelet."""
+    node = k8s_worker
+    old = node.pids("kubelet")
+    node.path("/etc/default/kubelet").write_text("KUBELET_EXTRA_ARGS=--v=3\n")
+    try:
+        node.restart_kubelet()
+        argv = node.wait_argv("kubelet", lambda a: "--v=3" in a, timeout=60)
+        assert argv[-1] == "--v=3" and not set(node.pids("kubelet")) & set(old)
+        assert node.run("systemctl", "is-active", "kubelet").stdout.strip() == "active"
+    finally:
+        node.path("/etc/default/kubelet").unlink()
+        node.restart_kubelet()
+    node.wait_argv("kubelet", lambda a: "--v=3" not in a, timeout=60)
+    node.wait_healthy()
 
 
 def test_pyinfra_deploys_to_the_node_over_ssh(k8s_control_plane, tmp_path):
@@ -180,6 +203,10 @@ def test_pyinfra_deploys_to_the_node_over_ssh(k8s_control_plane, tmp_path):
     assert k8s_control_plane.path("/etc/default/kubelet").read_text() == "KUBELET_EXTRA_ARGS=\n"
     assert not Path("/etc/default/kubelet").exists()  # the node's /etc, not the machine's
     k8s_control_plane.run("rm", "-f", "/etc/default/kubelet", check=True)
+    # testinfra over paramiko, host key checked, as `hardline verify` connects
+    host = k8s_control_plane.testinfra_host()
+    assert host.file("/etc/kubernetes/admin.conf").mode == 0o600
+    assert host.process.get(comm="kube-apiserver").args.startswith("kube-apiserver --advertise-address=")
 
 
 def test_a_stopped_cluster_leaves_nothing(k8s_cluster_factory):

@@ -3,8 +3,9 @@
 Per node (see node.py for the namespaces and overlays) the real software runs:
 
 * containerd + runc from Debian (cgroupfs driver, cgroup v1), with the images of images.py;
-* the kubelet built from Debian's kubernetes source, started as the kubeadm drop-in says
-  (``/etc/init.d/kubelet`` expands 10-kubeadm.conf + kubeadm-flags.env, as systemd would);
+* the kubelet built from Debian's kubernetes source, started by kubeadm itself with
+  ``systemctl restart kubelet`` (node.py: the systemctl stand-in runs /etc/init.d/kubelet, which
+  expands 10-kubeadm.conf + kubeadm-flags.env as systemd would);
 * ``kubeadm init --config <file> --skip-phases=preflight,addon/kube-proxy`` or ``kubeadm join``,
   unchanged. kubeadm writes /etc/kubernetes (PKI, kubeconfigs, static pod manifests),
   /var/lib/kubelet/config.yaml and kubeadm-flags.env; the kubelet then runs etcd,
@@ -28,6 +29,7 @@ import re
 import secrets
 import shutil
 import string
+import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
@@ -188,7 +190,8 @@ class KubeNode(K8sNode):
         return self.path(f"/etc/kubernetes/manifests/{component}.yaml")
 
     def restart_kubelet(self) -> None:
-        self.run("service", "kubelet", "restart", check=True, timeout=60)
+        """``systemctl restart kubelet``, as a deploy does (the node's systemctl stand-in)."""
+        self.run("systemctl", "restart", "kubelet", check=True, timeout=60)
 
 
 class K8sCluster:
@@ -293,19 +296,12 @@ class K8sCluster:
         return node
 
     def _kubeadm(self, node: KubeNode, args: list[str], timeout: float) -> None:
-        """Run kubeadm; when it has written the kubelet's files, start the kubelet as the service
-        manager would (kubeadm's own `systemctl start kubelet` has no systemd to talk to)."""
+        """Run kubeadm to its end. Its kubelet-start phase starts the kubelet itself, as on any
+        host: ``systemctl restart kubelet`` (the node's systemctl stand-in -> /etc/init.d/kubelet)."""
         proc = node.spawn("kubeadm", "kubeadm", *args)
-        deadline = time.monotonic() + timeout
-        kubelet_files = [node.path(p) for p in ("/var/lib/kubelet/kubeadm-flags.env", "/var/lib/kubelet/config.yaml")]
-        started = False
-        while proc.poll() is None and time.monotonic() < deadline:
-            if not started and all(p.exists() and p.stat().st_size for p in kubelet_files):
-                time.sleep(0.5)  # both written by one phase; let it finish the second file
-                node.run("service", "kubelet", "start", check=True)
-                started = True
-            time.sleep(0.3)
-        if proc.poll() is None:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
         if proc.returncode != 0:

@@ -20,8 +20,10 @@ A node is a set of Linux namespaces on this machine (network, mount, PID, UTS) w
   namespaced) and a kubelet would otherwise set kernel.panic_on_oops=1 on the shared machine.
 
 There is no systemd (PID 1 of the machine is not systemd), so the node has the package's
-``kubelet.service`` + ``10-kubeadm.conf`` drop-in *and* a SysV ``/etc/init.d/kubelet`` that runs
-the drop-in's ExecStart; the harness starts sshd, containerd and (via that script) the kubelet.
+``kubelet.service`` + ``10-kubeadm.conf`` drop-in, a SysV ``/etc/init.d/kubelet`` that runs the
+drop-in's ExecStart as systemd would, and a **systemctl stand-in** (files/systemctl) mapping
+start/stop/restart/is-active/show onto that script, so kubeadm and deploys start and restart the
+kubelet with the usual ``systemctl restart kubelet``. The harness starts sshd and containerd.
 Everything else is the real software: Debian's containerd/runc, the built kubelet, and the
 static pods it runs.
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +94,7 @@ class K8sNode:
         self._init: subprocess.Popen[str] | None = None
         self._forward: subprocess.Popen[str] | None = None
         self._daemons: dict[str, subprocess.Popen[bytes]] = {}
+        self.machine_tunables: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<K8sNode {self.name} {self.ip} {'running' if self.running else 'stopped'}>"
@@ -106,8 +110,9 @@ class K8sNode:
         for sub in ("upper", "work", "containerd", "sysctl", "bin", "ssh", "logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self._link_binaries()
-        for tunable in KERNEL_TUNABLES:
-            (self.dir / "sysctl" / tunable.replace("/", ".")).write_text(Path("/proc/sys", tunable).read_text())
+        self.machine_tunables = {t: Path("/proc/sys", t).read_text() for t in KERNEL_TUNABLES}
+        for tunable, value in self.machine_tunables.items():
+            (self.dir / "sysctl" / tunable.replace("/", ".")).write_text(value)
         (self.dir / "hosts").write_text(hosts)
         (self.dir / "containerd.toml").write_text(containerd_config)
         (self.dir / "setup.sh").write_text(self._setup_script())
@@ -213,7 +218,8 @@ class K8sNode:
     # -- internals -----------------------------------------------------------------------------
 
     def _link_binaries(self) -> None:
-        """Hard links (same file system) or symlinks of the built binaries for the /usr/bin union."""
+        """Hard links (same file system) or symlinks of the built binaries for the /usr/bin union,
+        plus the systemctl stand-in."""
         for name in BINARIES:
             target = self.dir / "bin" / name
             if target.exists() or target.is_symlink():
@@ -222,6 +228,8 @@ class K8sNode:
                 os.link(self.bin_dir / name, target)
             except OSError:
                 target.symlink_to(self.bin_dir / name)
+        shutil.copy(FILES / "systemctl", self.dir / "bin" / "systemctl")  # the stand-in, see its header
+        (self.dir / "bin" / "systemctl").chmod(0o755)
 
     def _setup_script(self) -> str:
         d = shlex.quote(str(self.dir))
