@@ -25,6 +25,7 @@ What differs from a stock kubeadm node, and why:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import shutil
@@ -127,6 +128,22 @@ class KubeNode(K8sNode):
             last = "; ".join(problems)
             time.sleep(1)
         raise NodeError(f"{self.name} not healthy after {timeout:g}s: {last}\n{self.diagnostics()}")
+
+    def wait_mirror_pods(self, timeout: float = 180) -> set[str]:
+        """Until the API lists the control plane's static pods (the kubelet's mirror pods) as
+        Running; returns their names. The kubelet creates a mirror pod at a pod sync once the API
+        answers, so after (re)start of the API server this takes up to a minute or so."""
+        wanted = {f"{c}-{self.name}" for c in CONTROL_PLANE}
+        deadline = time.monotonic() + timeout
+        running: set[str] = set()
+        while time.monotonic() < deadline:
+            done = self.kubectl("get", "pods", "-n", "kube-system", "-o", "json", timeout=30)
+            pods = json.loads(done.stdout) if done.returncode == 0 else {}
+            running = {p["metadata"]["name"] for p in pods.get("items", []) if p["status"].get("phase") == "Running"}
+            if wanted <= running:
+                return running
+            time.sleep(2)
+        raise NodeError(f"{self.name}: mirror pods {sorted(wanted - running)} not Running after {timeout:g}s")
 
     # -- processes and logs ----------------------------------------------------------------------
 

@@ -183,6 +183,11 @@ class K8sNode:
 
     # -- SSH -----------------------------------------------------------------------------------
 
+    @property
+    def forward_pid(self) -> int | None:
+        """Pid of the loopback forwarder (host side) while the node runs."""
+        return self._forward.pid if self._forward is not None else None
+
     def pyinfra_data(self, **extra: Any) -> dict[str, Any]:
         """pyinfra host data for this node as a normal SSH host (host key checked)."""
         assert self.ssh_port is not None, f"node {self.name} is not running"
