@@ -60,7 +60,7 @@ def target(session_daemon_factory, busybox_image, monkeypatch):
 
 def pyinfra(tmp_path: Path, cid: str, data: dict) -> subprocess.CompletedProcess:
     inventory = tmp_path / "inventory.py"
-    inventory.write_text(f"hosts = [('@docker/{cid}', {data!r})]\n")
+    inventory.write_text(f"docker_hosts = [('@docker/{cid}', {data!r})]\n")
     deploy = tmp_path / "deploy_runtime.py"
     deploy.write_text(DEPLOY)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

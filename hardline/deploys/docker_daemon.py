@@ -11,7 +11,6 @@ from pyinfra.operations import files, systemd
 from hardline.deploys.common import DEFAULTS, TEMPLATES, controls, host_config
 from hardline.deploys.facts import DaemonJson
 from hardline.deploys.operations.hardening import daemon_json
-from hardline.catalog import load_catalog
 from hardline.inventory import HostConfig
 
 # Keys hardline sets from its own variables besides the daemon_option controls.
@@ -55,7 +54,7 @@ def docker_daemon():
         systemd.daemon_reload(name="systemd daemon-reload for the drop-in", _if=dropin.did_change)
     current = host.get_fact(DaemonJson, path=data["docker_daemon_json_path"])
     daemon_json(
-        name=f"[{load_catalog().benchmark} 2.x] daemon.json: " + ", ".join(
+        name="[cis-docker:1.6.0:2.x] daemon.json: " + ", ".join(
             f"{c.id} {c.params['key']}" for c in controls(config, "daemon_option") if "set" in c.params),
         path=data["docker_daemon_json_path"], settings=desired_settings(config, current), service=service,
         socket=data["docker_socket_path"], restart_timeout=data["docker_restart_timeout"],

@@ -72,7 +72,7 @@ def boot_params():
         wanted = list(dict.fromkeys(wanted))
         loader = host.get_fact(BootLoader)
         if loader is None:
-            host.noop(f"[{control.benchmark} {control.id}] host does not boot with GRUB (no grub.cfg): boot "
+            host.noop(f"[{control.key}] host does not boot with GRUB (no grub.cfg): boot "
                       f"parameters {' '.join(wanted)} are not managed; set them in its boot loader")
             continue
         if loader["kind"] == "grubby":

@@ -42,7 +42,7 @@ def engine_limits(config) -> None:
         limits = params["limits"]
         states = host.get_fact(UnitStates, units=params["units"])
         if not limits or states is None:
-            host.noop(f"[{control.benchmark} {control.id}] no systemd or no limits: nothing to do")
+            host.noop(f"[{control.key}] no systemd or no limits: nothing to do")
             continue
         text = ("# Managed by hardline (deploys/platform.py, HL-4.2): edit inventory cgroup_engine_limits instead.\n"
                 "[Service]\n" + "".join(f"{k}={v}\n" for k, v in sorted(limits.items())))
