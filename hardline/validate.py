@@ -37,8 +37,8 @@ SCALARS: dict[str, Scalar] = {
     "path": _scalar(r"^/[A-Za-z0-9._+@:,=/-]*$", "an absolute path of letters, digits and _ . + @ : , = / -"),
     "local_path": _scalar(r"^[^\x00-\x1f\x7f]+$", "a path on the machine running the deploy (one line)"),
     "service": _scalar(r"^[A-Za-z0-9_:@.][A-Za-z0-9_:@.-]*$", "a systemd service name without suffix (e.g. docker)"),
-    "unit": _scalar(r"^[A-Za-z0-9_:@.][A-Za-z0-9_:@.\\-]*\.(service|socket|target|mount|timer|path|slice|scope|swap|"
-                    r"automount|device)$", "a systemd unit name with its suffix (e.g. cups.service)"),
+    "unit": _scalar(r"^[A-Za-z0-9_:@.][A-Za-z0-9_:@.\\-]*$",
+                    "a systemd unit name (e.g. cups.service; without a suffix systemctl means .service)"),
     "module": _scalar(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$", "a kernel module name (letters, digits, _ -)"),
     "package": _scalar(r"^[A-Za-z0-9][A-Za-z0-9+._-]*$", "a package name (letters, digits, + . _ -)"),
     "audit_key": _scalar(r"^[A-Za-z0-9_.:-]{1,31}$", "an audit key (up to 31 letters, digits, _ . : -)"),
@@ -101,8 +101,8 @@ def type_error(kind: str, value: Any) -> str | None:
         for key, val in value.items():
             if not isinstance(key, str) or not SELINUX_BOOLEAN.match(key):
                 return f"{key!r} is not an SELinux boolean name (lowercase letters, digits, _)"
-            if val not in ("on", "off"):
-                return f"{key}: must be on or off, got {val!r}"
+            if not isinstance(val, str):  # on/off: checked with the other SELinux settings (inventory.py)
+                return f"{key}: must be on or off"
         return None
     container, scalar, empty_ok = _split(kind)
     if container == "list":
