@@ -138,7 +138,8 @@ def system_user(user: str, shell: str = "/usr/sbin/nologin", home: str = "/nonex
     if existing and existing.get("shell") == shell and existing.get("home") == home:
         host.noop(f"user {user} exists")
         return
-    yield from server.user._inner(user=user, system=True, shell=shell, home=home, create_home=False)
+    # ensure_home=False: pyinfra would otherwise create /nonexistent, the path that means "no home"
+    yield from server.user._inner(user=user, system=True, shell=shell, home=home, create_home=False, ensure_home=False)
 
 
 @operation()
