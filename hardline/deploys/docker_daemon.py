@@ -61,7 +61,8 @@ def docker_daemon() -> None:
             name="Docker systemd drop-in (flags only from daemon.json)", dest=_dropin(config), create_remote_dir=True,
             content=render("etc/systemd/system/docker.service.d/hardline.conf.j2",
                            ignore_default_file=data["docker_systemd_ignore_default_file"], settings=dropin_settings))
-        systemd.daemon_reload(name="systemd daemon-reload for the drop-in", _if=dropin.did_change)
+        if dropin.will_change:  # known from the gathered facts: no conditional operation on a compliant host
+            systemd.daemon_reload(name="systemd daemon-reload for the drop-in", _if=dropin.did_change)
     current = facts.get(DaemonJson, path=data["docker_daemon_json_path"])
     daemon_json(
         name=f"[{load_catalog().benchmark} 2.x] daemon.json: " + ", ".join(

@@ -145,7 +145,8 @@ def daemon_tls(config: HostConfig) -> dict[str, Any]:
             content=("# Managed by hardline (deploys/docker_runtime.py): docker_tls_hosts\n"
                      f"[Service]\nExecStart=\nExecStart={exec_start}\n"),
             dest=_dropin(config), create_remote_dir=True)
-        systemd.daemon_reload(name="systemd daemon-reload for the TLS drop-in", _if=dropin.did_change)
+        if dropin.will_change:
+            systemd.daemon_reload(name="systemd daemon-reload for the TLS drop-in", _if=dropin.did_change)
     return keys
 
 

@@ -109,10 +109,11 @@ def boot_params() -> None:
         cfg = managed_file(name=op_name(control, f"GRUB command line: {' '.join(wanted)} (reboot needed)"),
                            dest=GRUB_FILE, content=render("etc/default/grub.d/60-hardline.cfg.j2", params=wanted),
                            create_remote_dir=True)
-        stale = any(p not in loader["args"] for p in wanted)
-        regenerated = server.shell(name=op_name(control, f"Regenerate {loader['cfg']}"), commands=[loader["mkconfig"]],
-                                   _if=lambda: cfg.did_change() or stale)
-        _reboot_if(config, regenerated)
+        stale = any(p not in loader["args"] for p in wanted)  # grub.cfg lacks some: regenerate it now
+        if stale or cfg.will_change:
+            regenerated = server.shell(name=op_name(control, f"Regenerate {loader['cfg']}"), commands=[loader["mkconfig"]],
+                                       _if=lambda: cfg.did_change() or stale)
+            _reboot_if(config, regenerated)
 
 
 def _reboot_if(config: HostConfig, changed: OperationMeta) -> None:

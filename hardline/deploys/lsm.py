@@ -90,9 +90,10 @@ def apparmor(config: HostConfig) -> None:
             host.noop(f"AppArmor is not enabled in this kernel: {name} loads at the next boot with AppArmor on (HL-1.3)")
             continue
         # not loaded, or loaded in complain mode: a change by itself; else only after a new file
-        condition = {} if loaded.get(name) != "enforce" else {"_if": written.did_change}
-        server.shell(name=op_name(control, f"Load {name} in enforce mode (apparmor_parser -r)"),
-                     commands=[StringCommand("apparmor_parser -r -W", QuoteString(path))], **condition)
+        if loaded.get(name) != "enforce" or written.will_change:
+            condition = {} if loaded.get(name) != "enforce" else {"_if": written.did_change}
+            server.shell(name=op_name(control, f"Load {name} in enforce mode (apparmor_parser -r)"),
+                         commands=[StringCommand("apparmor_parser -r -W", QuoteString(path))], **condition)
 
 
 def selinux(config: HostConfig) -> None:

@@ -83,10 +83,13 @@ def engine_limits(config: HostConfig) -> None:
                 continue
             dropin = managed_file(name=op_name(control, f"{unit} limits {settings}"), content=text,
                                   dest=_limits_dropin(unit), create_remote_dir=True)
-            systemd.daemon_reload(name=f"systemd daemon-reload for the {unit} limits", _if=dropin.did_change)
+            if dropin.will_change:
+                systemd.daemon_reload(name=f"systemd daemon-reload for the {unit} limits", _if=dropin.did_change)
             # applies the limits to the running unit's cgroup now, without a restart; also when
             # they were changed at runtime (systemctl set-property) behind the drop-in's back
             drifted = [k for k, v in limits.items() if not _limit_holds(k, v, state)]
+            if not drifted and not dropin.will_change:
+                continue
             server.shell(name=f"Apply the {unit} limits to its running cgroup"
                          + (f" ({', '.join(sorted(drifted))} differ)" if drifted else ""),
                          commands=[StringCommand("systemctl set-property --runtime", QuoteString(unit),

@@ -37,22 +37,25 @@ REPORT_ENV = "HLD_PYINFRA_REPORT"
 # ------------------------------------------------------------------ inside the pyinfra process
 
 
-def _ops(state: Any, executed: bool) -> dict[str, list[str]]:
+def _ops(state: Any, executed: bool) -> dict[str, dict[str, list[str]]]:
+    """Per host: operations that changed (or would: --dry), and in a dry run those that would
+    run only if an earlier one changes (``_if``), which a plan cannot decide."""
     from pyinfra_cli.prints import pretty_op_name
 
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, list[str]]] = {}
     for host in state.inventory.iter_activated_hosts():
-        names = out.setdefault(host.name, [])
+        names = out.setdefault(host.name, {"changed": [], "conditional": []})
         for op_hash in state.get_op_order():
             if op_hash not in state.ops[host]:
                 continue
-            meta = state.ops[host][op_hash].operation_meta
+            op_data = state.ops[host][op_hash]
+            meta = op_data.operation_meta
+            name = pretty_op_name(state.op_meta[op_hash])
             if executed:
-                changed = meta.is_complete() and meta.did_succeed(_raise_if_not_complete=False) and meta.did_change()
-            else:
-                changed = bool(meta._maybe_is_change)
-            if changed:
-                names.append(pretty_op_name(state.op_meta[op_hash]))
+                if meta.is_complete() and meta.did_succeed(_raise_if_not_complete=False) and meta.did_change():
+                    names["changed"].append(name)
+            elif meta._maybe_is_change:
+                names["conditional" if op_data.global_arguments.get("_if") else "changed"].append(name)
     return out
 
 
@@ -112,6 +115,7 @@ class DeployRun:
     output: str
     stage: str  # "executed" (real run), "planned" (--dry) or where it stopped
     changed: dict[str, list[str]] = field(default_factory=dict)  # host -> operations that (would) change
+    conditional: dict[str, list[str]] = field(default_factory=dict)  # host -> would run if an earlier one changes
     commands: dict[str, int] = field(default_factory=dict)  # host -> commands sent
     uploads: dict[str, int] = field(default_factory=dict)
     command_list: dict[str, list[str]] = field(default_factory=dict)
@@ -149,8 +153,10 @@ def deploy(workdir: Path, hosts: list[tuple[str, dict[str, Any]]], deploy_code: 
     if not report.exists():
         raise AssertionError(f"pyinfra left no report (exit {proc.returncode}): {output[-3000:]}")
     data = json.loads(report.read_text())
-    run = DeployRun(proc.returncode, output, data["stage"], data["changed"] or {}, dict(data["commands"]),
-                    dict(data["uploads"]), data["command_list"])
+    ops = data["changed"] or {}
+    run = DeployRun(proc.returncode, output, data["stage"], {h: v["changed"] for h, v in ops.items()},
+                    {h: v["conditional"] for h, v in ops.items()}, dict(data["commands"]), dict(data["uploads"]),
+                    data["command_list"])
     if expect_state and run.stage != ("planned" if dry else "executed"):
         raise AssertionError(f"pyinfra stopped before its {'plan' if dry else 'results'} (stage {run.stage}, "
                              f"exit {proc.returncode}): the change count cannot be read\n{output[-3000:]}")
