@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
@@ -14,6 +15,9 @@ from hardline.deploys.gather import Need, host_facts, need
 from hardline.deploys.operations.converge import file_needs, managed_file
 from hardline.deploys.operations.hardening import daemon_json
 from hardline.inventory import HostConfig
+
+# host data key: the daemon.json path this run writes (read by the audit deploy, which runs later)
+DAEMON_JSON_PLANNED = "_hardline_daemon_json_planned"
 
 # Keys hardline sets from its own variables besides the daemon_option controls.
 VARIABLE_KEYS = ("log-opts", "default-ulimits")
@@ -64,6 +68,7 @@ def docker_daemon() -> None:
         if dropin.will_change:  # known from the gathered facts: no conditional operation on a compliant host
             systemd.daemon_reload(name="systemd daemon-reload for the drop-in", _if=dropin.did_change)
     current = facts.get(DaemonJson, path=data["docker_daemon_json_path"])
+    setattr(host.data, DAEMON_JSON_PLANNED, data["docker_daemon_json_path"])
     daemon_json(
         name=f"[{load_catalog().benchmark} 2.x] daemon.json: " + ", ".join(
             f"{c.id} {c.params['key']}" for c in controls(config, "daemon_option") if "set" in c.params),
