@@ -11,7 +11,8 @@ Flavours of target (:class:`HostContainer`):
 * ``audit=True``: the container shares this machine's PID namespace and has CAP_AUDIT_CONTROL,
   because the kernel only takes audit rules from the initial PID namespace. Audit rules are
   global kernel state: tests load them under their own keys only and delete those keys after.
-* a container of a userns-remapped daemon with ``/proc/sys`` writable (``systempaths=unconfined``):
+* a container of a userns-remapped daemon with ``/proc/sys`` writable (``systempaths=unconfined``,
+  CAP_NET_ADMIN in its own user namespace):
   its root is an unprivileged uid of this machine, so the kernel lets it write only the sysctls
   of the container's own network namespace (``net.*``) and refuses every global one
   (``kernel.*``, ``fs.*``). This machine's kernel settings cannot change.
@@ -121,8 +122,8 @@ class HostContainer:
         args = ["run", "-d", "--name", self.name, "--hostname", "hld-host", "-v", "/usr:/usr:ro"]
         if audit:
             args += ["--pid", "host", "--cap-add", "AUDIT_CONTROL"]
-        if sysctls:
-            args += ["--security-opt", "systempaths=unconfined"]
+        if sysctls:  # CAP_NET_ADMIN of a userns container covers only its own network namespace
+            args += ["--security-opt", "systempaths=unconfined", "--cap-add", "NET_ADMIN"]
         for mount in mounts:
             args += ["-v", mount]
         for key, value in (preset or {}).items():  # net.* values of the container's own network namespace
