@@ -54,6 +54,9 @@ SCALARS: dict[str, Scalar] = {
     "sysctl_value": _scalar(r"^[A-Za-z0-9 ._:/-]*$", "a sysctl value (letters, digits, spaces, _ . : / -)"),
 }
 SYSTEMD_KEY = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+# a systemd setting's value: plain words, sizes, percentages, durations, KEY=value; no quotes,
+# $, ;, backticks, |, & or #, and no Exec*= keys (their values are command lines systemd runs)
+SYSTEMD_VALUE = re.compile(r"^[A-Za-z0-9 ._:/%=,+@-]*$")
 SELINUX_BOOLEAN = re.compile(r"^[a-z0-9_]+$")
 ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 
@@ -92,8 +95,10 @@ def type_error(kind: str, value: Any) -> str | None:
         for key, val in value.items():
             if not isinstance(key, str) or not SYSTEMD_KEY.match(key):
                 return f"{key!r} is not a systemd setting name (e.g. LimitNOFILE)"
-            if not isinstance(val, str) or not ONE_LINE.match(val):
-                return f"{key}: value must be one line of text, got {val!r}"
+            if key.startswith("Exec"):
+                return f"{key}: command lines are not settings hardline writes; use a drop-in of your own"
+            if not isinstance(val, str) or not SYSTEMD_VALUE.match(val):
+                return f"{key}: {val!r} is not a plain systemd value (letters, digits, spaces, . _ : / % = , + @ -)"
         return None
     if kind == "selinux_booleans":
         if not isinstance(value, dict):
