@@ -132,23 +132,30 @@ def inventory_text(hosts: list[tuple[str, dict[str, Any]]]) -> str:
     return "hosts = [\n" + "".join(f"    ({name!r}, {data!r}),\n" for name, data in hosts) + "]\n"
 
 
-def deploy(workdir: Path, hosts: list[tuple[str, dict[str, Any]]], deploy_code: str, *, dry: bool = False,
+def deploy(workdir: Path, hosts: list[tuple[str, dict[str, Any]]] | Path, deploy_code: str | Path, *, dry: bool = False,
            env: dict[str, str] | None = None, prefix: list[str] | None = None, timeout: float = 600,
-           expect_state: bool = True) -> DeployRun:
+           expect_state: bool = True, extra_args: list[str] | None = None, pythonpath: list[str] | None = None,
+           cwd: Path | None = None) -> DeployRun:
     """Run ``pyinfra [-y|--dry] INVENTORY DEPLOY`` in a child process (``prefix`` wraps it, e.g.
-    ``unshare --mount ...``) and read its report. With ``expect_state`` a run that never got to
-    pyinfra's results (or plan, with ``dry``) raises: its change count cannot be read."""
+    ``unshare --mount ...``) and read its report. ``hosts`` and ``deploy_code`` are written to
+    ``workdir`` unless they are files already; ``pythonpath`` goes before this checkout (to run
+    another checkout's deploys). With ``expect_state`` a run that never got to pyinfra's results
+    (or plan, with ``dry``) raises: its change count cannot be read."""
     workdir.mkdir(parents=True, exist_ok=True)
-    inventory, entry, report = workdir / "inventory.py", workdir / "deploy_under_test.py", workdir / "report.json"
-    inventory.write_text(inventory_text(hosts))
-    entry.write_text(deploy_code)
+    inventory = hosts if isinstance(hosts, Path) else workdir / "inventory.py"
+    entry = deploy_code if isinstance(deploy_code, Path) else workdir / "deploy_under_test.py"
+    report = workdir / "report.json"
+    if not isinstance(hosts, Path):
+        inventory.write_text(inventory_text(hosts))
+    if not isinstance(deploy_code, Path):
+        entry.write_text(deploy_code)
     report.unlink(missing_ok=True)
-    child_env = {**os.environ, **(env or {}), REPORT_ENV: str(report),
-                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), (env or os.environ).get("PYTHONPATH", "")]))}
-    argv = [sys.executable, "-c", "from tests.support.pyinfra_run import main; main()"]
+    path = [*(pythonpath or []), str(ROOT), (env or os.environ).get("PYTHONPATH", "")]
+    child_env = {**os.environ, **(env or {}), REPORT_ENV: str(report), "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    argv = [sys.executable, str(Path(__file__).resolve())]  # by path: another checkout's tests/ may come first
     argv += [str(inventory), str(entry), "--dry"] if dry else ["-y", str(inventory), str(entry)]
-    proc = subprocess.run((prefix or []) + argv, cwd=workdir, env=child_env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run((prefix or []) + argv + (extra_args or []), cwd=cwd or workdir, env=child_env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     output = proc.stdout + proc.stderr
     if not report.exists():
         raise AssertionError(f"pyinfra left no report (exit {proc.returncode}): {output[-3000:]}")
@@ -161,3 +168,7 @@ def deploy(workdir: Path, hosts: list[tuple[str, dict[str, Any]]], deploy_code: 
         raise AssertionError(f"pyinfra stopped before its {'plan' if dry else 'results'} (stage {run.stage}, "
                              f"exit {proc.returncode}): the change count cannot be read\n{output[-3000:]}")
     return run
+
+
+if __name__ == "__main__":
+    main()
