@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.pyinfra_run import DeployRun, deploy  # noqa: E402
+from tests.support.pyinfra_run import DeployRun, deploy
 
 
 def row(label: str, seconds: float, run: DeployRun) -> str:

@@ -152,7 +152,7 @@ def test_whole_harden_then_nothing_to_change_with_one_command(daemon, monkeypatc
         with HostContainer(daemon, audit=True, packages=("telnet",), preset=NET_SYSCTLS,
                            mounts=(f"{local}:/usr/local", f"{daemon.socket}:/run/hld-docker.sock")) as container:
             container.sh(f"mkdir -p {daemon.data_root}")  # the data root docker info names
-            first, second = deploy_twice(tmp_path, container, data, entry("harden", "harden"))
+            first, _ = deploy_twice(tmp_path, container, data, entry("harden", "harden"))
             assert len(first.changed[container.host]) >= 15, first.changed
             ids = ["1.1.2", "1.1.3", "1.1.6", "3.5", "3.6", "4.5", "5.23", "HL-1.1", "HL-1.2", "HL-5.1", "HL-6.1"]
             after = verify(data, ids, name=container.host)

@@ -49,7 +49,7 @@ def command(fact: type[FactBase], **kwargs: Any) -> str:
 def run(fact: type[FactBase], **kwargs: Any) -> Any:
     """The fact's command run here in sh, its output parsed like pyinfra does."""
     instance = fact()
-    proc = subprocess.run(["sh", "-c", command(fact, **kwargs)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(["sh", "-c", command(fact, **kwargs)], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     return instance.process(lines) if lines else instance.default()
@@ -228,7 +228,7 @@ def test_batch_runs_each_fact_in_its_own_section_here(tmp_path):
              need(Sysctl, keys=["kernel.ostype", "hld.no.such"]), need(ExistingPaths, paths=[])]
     instances = [n.fact() for n in needs]
     script = Batch().command(commands=[n.command(f) for n, f in zip(needs, instances)])
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30).stdout.splitlines()
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False).stdout.splitlines()
     sections = Batch().process(out)
     assert sections["failed"] == {}
     values = [n.value(f, sections[i]) for i, (n, f) in enumerate(zip(needs, instances))]
@@ -256,7 +256,7 @@ def test_gathering_one_command_for_many_facts_and_fail_closed():
     def answer(fact: Any, **kwargs: Any) -> Any:
         sent.append(fact.__name__)
         script = fact().command(**kwargs)
-        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout.splitlines()
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False).stdout.splitlines()
         return fact().process(out)
 
     with spec_host({}) as host:
@@ -290,7 +290,7 @@ def test_a_fact_needing_a_missing_command_gives_its_default():
 
     item = need(NeedsTool)
     text = item.command(NeedsTool())
-    out = subprocess.run(["sh", "-c", text], capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run(["sh", "-c", text], capture_output=True, text=True, check=False).stdout.splitlines()
     assert out == [MISSING_COMMAND] and item.value(NeedsTool(), out) == []
 
 

@@ -276,7 +276,6 @@ def test_audit_rules_loaded_waits_for_reboot_when_immutable_and_tries_when_audit
 
 
 def test_an_operation_reading_an_ungiven_fact_is_caught():
-    with spec_host({}):
-        with pytest.raises(UngivenFact):
-            commands(group_members_only._inner(group="docker", allowed=[]))
+    with spec_host({}), pytest.raises(UngivenFact):
+        commands(group_members_only._inner(group="docker", allowed=[]))
     assert io.StringIO  # the harness itself is what this test checks

@@ -28,8 +28,7 @@ from pyinfra.operations import systemd
 from hardline.deploys.common import DEFAULTS, HardlineDataError, controls, host_config
 from hardline.deploys.facts import ExecStart, LoadedAuditRules, PathStat
 from hardline.deploys.gather import Need, host_facts, need
-from hardline.deploys.operations.converge import (audit_rules_loaded, directory, file_needs, line_in_file,
-                                                  managed_file)
+from hardline.deploys.operations.converge import audit_rules_loaded, directory, file_needs, line_in_file, managed_file
 from hardline.deploys.platform_facts import AuditEnabled
 from hardline.inventory import HostConfig
 

@@ -11,7 +11,6 @@ from pyinfra.api import FactBase
 from pyinfra.api.command import QuoteString, StringCommand
 from typing_extensions import override
 
-
 STAT_FORMAT = "'%U %G %a %F'"
 GLOB_PATTERN = re.compile(r"^[A-Za-z0-9_.*?/-]+$")
 

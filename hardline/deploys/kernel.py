@@ -99,7 +99,7 @@ def boot_params() -> None:
             if missing:
                 changed = server.shell(name=op_name(control, f"grubby: add {' '.join(missing)} (reboot needed)"),
                                        commands=[StringCommand("grubby --update-kernel=ALL",
-                                                               QuoteString("--args=" + " ".join(missing)))])
+                                                               QuoteString("--args=" + " ".join(missing))).get_raw_value()])
                 _reboot_if(config, changed)
             continue
         if loader["mkconfig"] is None:
@@ -109,10 +109,13 @@ def boot_params() -> None:
         cfg = managed_file(name=op_name(control, f"GRUB command line: {' '.join(wanted)} (reboot needed)"),
                            dest=GRUB_FILE, content=render("etc/default/grub.d/60-hardline.cfg.j2", params=wanted),
                            create_remote_dir=True)
-        stale = any(p not in loader["args"] for p in wanted)  # grub.cfg lacks some: regenerate it now
-        if stale or cfg.will_change:
+        stale = any(p not in loader["args"] for p in wanted)
+        if stale:  # grub.cfg lacks some: regenerate it now
+            regenerated = server.shell(name=op_name(control, f"Regenerate {loader['cfg']}"), commands=[loader["mkconfig"]])
+            _reboot_if(config, regenerated)
+        elif cfg.will_change:
             regenerated = server.shell(name=op_name(control, f"Regenerate {loader['cfg']}"), commands=[loader["mkconfig"]],
-                                       _if=lambda: cfg.did_change() or stale)
+                                       _if=cfg.did_change)
             _reboot_if(config, regenerated)
 
 

@@ -91,9 +91,9 @@ def apparmor(config: HostConfig) -> None:
             continue
         # not loaded, or loaded in complain mode: a change by itself; else only after a new file
         if loaded.get(name) != "enforce" or written.will_change:
-            condition = {} if loaded.get(name) != "enforce" else {"_if": written.did_change}
             server.shell(name=op_name(control, f"Load {name} in enforce mode (apparmor_parser -r)"),
-                         commands=[StringCommand("apparmor_parser -r -W", QuoteString(path))], **condition)
+                         commands=[StringCommand("apparmor_parser -r -W", QuoteString(path)).get_raw_value()],
+                         _if=[] if loaded.get(name) != "enforce" else [written.did_change])
 
 
 def selinux(config: HostConfig) -> None:

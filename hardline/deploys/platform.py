@@ -93,8 +93,8 @@ def engine_limits(config: HostConfig) -> None:
             server.shell(name=f"Apply the {unit} limits to its running cgroup"
                          + (f" ({', '.join(sorted(drifted))} differ)" if drifted else ""),
                          commands=[StringCommand("systemctl set-property --runtime", QuoteString(unit),
-                                                 *(QuoteString(f"{k}={v}") for k, v in sorted(limits.items())))],
-                         **({} if drifted else {"_if": dropin.did_change}))  # drifted: a change by itself
+                                                 *(QuoteString(f"{k}={v}") for k, v in sorted(limits.items()))).get_raw_value()],
+                         _if=[] if drifted else [dropin.did_change])  # drifted: a change by itself
 
 
 def _limit_holds(key: str, want: str, state: dict[str, str]) -> bool:
@@ -127,7 +127,7 @@ def packages_absent(config: HostConfig) -> None:
             command = StringCommand(protected, "sh -c", QuoteString(_APT_GUARD), "hardline", *names)
         else:
             command = StringCommand("dnf remove -y --noautoremove", *names)
-        server.shell(name=op_name(control, f"Remove {', '.join(installed)}"), commands=[command])
+        server.shell(name=op_name(control, f"Remove {', '.join(installed)}"), commands=[command.get_raw_value()])
 
 
 def services_masked(config: HostConfig) -> None:
@@ -148,10 +148,10 @@ def services_masked(config: HostConfig) -> None:
                 note = QuoteString(f"hardline: {unit} stopped and disabled, not masked: its unit file is in /etc/systemd/system")
                 server.shell(name=op_name(control, f"Stop and mask {unit}"),
                              commands=[StringCommand("systemctl mask --now", u, "2>/dev/null || { systemctl disable --now",
-                                                     u, "; echo", note, ">&2; }")])
+                                                     u, "; echo", note, ">&2; }").get_raw_value()])
             elif active not in ("inactive", "failed"):
                 server.shell(name=op_name(control, f"Stop {unit} (masked but running)"),
-                             commands=[StringCommand("systemctl stop", QuoteString(unit))])
+                             commands=[StringCommand("systemctl stop", QuoteString(unit)).get_raw_value()])
 
 
 def audit_rules(config: HostConfig) -> None:

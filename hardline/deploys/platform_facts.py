@@ -127,7 +127,8 @@ class UnitStates(FactBase):
     def process(self, output: list[str]) -> list[dict[str, str]] | None:
         if output and output[0] == "@@NOSYSTEMD":
             return None
-        blocks, current = [], {}
+        blocks: list[dict[str, str]] = []
+        current: dict[str, str] = {}
         for line in output + [""]:
             if not line.strip():
                 if current:

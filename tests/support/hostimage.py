@@ -104,7 +104,7 @@ def import_debian_userland(daemon: DockerDaemon, packages: tuple[str, ...] = ())
     tag = f"hld/debian-userland:{hashlib.sha256(data).hexdigest()[:12]}"
     if daemon.docker("image", "inspect", tag).returncode != 0:
         proc = subprocess.run([shutil.which("docker") or "docker", "import", "-", tag], input=data,
-                              env=daemon.env(), capture_output=True, timeout=120)
+                              env=daemon.env(), capture_output=True, timeout=120, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"docker import failed: {proc.stderr.decode(errors='replace')}")
     return tag
@@ -151,7 +151,7 @@ class HostContainer:
     def remove(self) -> None:
         self.daemon.docker("rm", "-f", self.id)
 
-    def __enter__(self) -> HostContainer:
+    def __enter__(self) -> HostContainer:  # noqa: PYI034 (not subclassed)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

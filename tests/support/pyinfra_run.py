@@ -75,7 +75,8 @@ def main() -> None:
             report[counter][self.name] += 1
             if method == "run_shell_command":
                 command = args[0] if args else kwargs.get("command")
-                text = command.get_masked_value() if hasattr(command, "get_masked_value") else str(command)
+                text = str(command.get_masked_value()) if command is not None and hasattr(command, "get_masked_value") \
+                    else str(command)
                 report["command_list"].setdefault(self.name, []).append(text[:300])
             return original(self, *args, **kwargs)
 
@@ -155,7 +156,7 @@ def deploy(workdir: Path, hosts: list[tuple[str, dict[str, Any]]] | Path, deploy
     argv = [sys.executable, str(Path(__file__).resolve())]  # by path: another checkout's tests/ may come first
     argv += [str(inventory), str(entry), "--dry"] if dry else ["-y", str(inventory), str(entry)]
     proc = subprocess.run((prefix or []) + argv + (extra_args or []), cwd=cwd or workdir, env=child_env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     output = proc.stdout + proc.stderr
     if not report.exists():
         raise AssertionError(f"pyinfra left no report (exit {proc.returncode}): {output[-3000:]}")

@@ -47,7 +47,7 @@ def spec_host(facts: dict[Need, Any], data: dict[str, Any] | None = None) -> Ite
             raise UngivenFact(f"operation read {item}, which the spec does not give")
         return facts[item]
 
-    host.get_fact = get_fact  # type: ignore[method-assign]
+    host.get_fact = get_fact  # type: ignore[method-assign,assignment]
     host.asked = asked  # type: ignore[attr-defined]
     with ctx_state.use(state), ctx_host.use(host):
         yield host
@@ -58,7 +58,7 @@ def commands(generator: Iterable[Any]) -> list[str]:
     out = []
     for command in generator:
         if isinstance(command, FileUploadCommand):
-            if hasattr(command.src, "read"):
+            if not isinstance(command.src, str):
                 command.src.seek(0)
                 src = command.src.read()
             else:

@@ -152,7 +152,7 @@ def selinux_boolean(boolean: str, value: str):
     if host_facts().get(SelinuxBooleans).get(boolean) == value:
         host.noop(f"{boolean} is {value}")
         return
-    yield from selinux.boolean._inner(bool_name=boolean, value=value, persistent=True)
+    yield from selinux.boolean._inner(bool_name=boolean, value=selinux.Boolean(value), persistent=True)
 
 
 @operation()
