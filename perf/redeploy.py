@@ -65,31 +65,16 @@ def measure(work: Path, inventory: Path, entry: Path, env: dict[str, str], args:
 
 def container_target(work: Path, args: argparse.Namespace) -> int:
     from tests.support.daemons import DaemonFactory
-    from tests.support.deploy_targets import CONTAINER_SYSTEMCTL, NET_SYSCTLS, audit_key, remove_audit_rules
-    from tests.support.hostimage import HostContainer
+    from tests.support.deploy_targets import whole_host
     from tests.support.pyinfra_run import inventory_text
 
-    local = work / "usr-local"
-    (local / "bin").mkdir(parents=True)
-    (local / "bin" / "systemctl").write_text(CONTAINER_SYSTEMCTL)
-    (local / "bin" / "systemctl").chmod(0o755)
-    key = audit_key()
     with DaemonFactory() as factory:
         daemon = factory.start({})
-        try:
-            with HostContainer(daemon, audit=True, packages=("telnet",), preset=NET_SYSCTLS,
-                               mounts=(f"{local}:/usr/local", f"{daemon.socket}:/run/hld-docker.sock")) as container:
-                container.sh(f"mkdir -p {daemon.data_root}")
-                data = {"docker_socket_path": "/run/hld-docker.sock", "sysctl_settings": NET_SYSCTLS, "auditd_key": key,
-                        "auditd_exec_key": key, "auditd_platform_rules": [f"-w /etc/passwd -p wa -k {key}"],
-                        "hardline_waivers": [{"id": "2.12", "reason": "perf", "approved_by": "perf", "expires": "2099-12-31"}]}
-                inventory = work / "inventory.py"
-                inventory.write_text(inventory_text([(container.host, data)]))
-                print(f"target: Debian userland container {container.name} (throw-away dockerd), deploy "
-                      f"{args.entry or 'hardline/deploys/entry.py'}")
-                return measure(work, inventory, entry_file(args), daemon.env(), args)
-        finally:
-            remove_audit_rules(key)
+        with whole_host(daemon, work) as (container, data):
+            inventory = work / "inventory.py"
+            inventory.write_text(inventory_text([(container.host, data)]))
+            print(f"target: Debian userland container {container.name} (throw-away dockerd), deploy {entry_file(args)}")
+            return measure(work, inventory, entry_file(args), daemon.env(), args)
 
 
 def entry_file(args: argparse.Namespace) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.deploy_targets import CONTAINER_SYSTEMCTL, NET_SYSCTLS, audit_key, remove_audit_rules
+from tests.support.deploy_targets import audit_key, remove_audit_rules, whole_host
 from tests.support.hostimage import HostContainer
 from tests.support.pyinfra_run import DeployRun, deploy
 from tests.support.verify import statuses, verify
@@ -140,25 +140,12 @@ def test_whole_harden_then_nothing_to_change_with_one_command(daemon, monkeypatc
     network sysctls are preset (its /proc/sys is read-only)."""
     for name, value in daemon.env().items():
         monkeypatch.setenv(name, value)
-    local = tmp_path / "usr-local"
-    (local / "bin").mkdir(parents=True)
-    (local / "bin" / "systemctl").write_text(CONTAINER_SYSTEMCTL)
-    (local / "bin" / "systemctl").chmod(0o755)
-    key = audit_key()
-    data = {"docker_socket_path": "/run/hld-docker.sock", "sysctl_settings": NET_SYSCTLS, "auditd_key": key,
-            "auditd_exec_key": key, "auditd_platform_rules": [f"-w /etc/passwd -p wa -k {key}"],
-            "hardline_waivers": [{"id": "2.12", "reason": "no plugin here", "approved_by": "tests", "expires": "2099-12-31"}]}
-    try:
-        with HostContainer(daemon, audit=True, packages=("telnet",), preset=NET_SYSCTLS,
-                           mounts=(f"{local}:/usr/local", f"{daemon.socket}:/run/hld-docker.sock")) as container:
-            container.sh(f"mkdir -p {daemon.data_root}")  # the data root docker info names
-            first, _ = deploy_twice(tmp_path, container, data, entry("harden", "harden"))
-            assert len(first.changed[container.host]) >= 15, first.changed
-            ids = ["1.1.2", "1.1.3", "1.1.6", "3.5", "3.6", "4.5", "5.23", "HL-1.1", "HL-1.2", "HL-5.1", "HL-6.1"]
-            after = verify(data, ids, name=container.host)
-            assert statuses(after) == {i: "PASS" for i in ids}, {c: r.found for c, r in after.items() if r.status != "PASS"}
-            dry = deploy(tmp_path / "dry", [(container.host, data)], entry("harden", "harden"), dry=True, env=daemon.env())
-            assert dry.changed[container.host] == [] and dry.conditional[container.host] == []
-            assert dry.commands[container.host] == 1
-    finally:
-        remove_audit_rules(key)
+    with whole_host(daemon, tmp_path) as (container, data):
+        first, _ = deploy_twice(tmp_path, container, data, entry("harden", "harden"))
+        assert len(first.changed[container.host]) >= 15, first.changed
+        ids = ["1.1.2", "1.1.3", "1.1.6", "3.5", "3.6", "4.5", "5.23", "HL-1.1", "HL-1.2", "HL-5.1", "HL-6.1"]
+        after = verify(data, ids, name=container.host)
+        assert statuses(after) == {i: "PASS" for i in ids}, {c: r.found for c, r in after.items() if r.status != "PASS"}
+        dry = deploy(tmp_path / "dry", [(container.host, data)], entry("harden", "harden"), dry=True, env=daemon.env())
+        assert dry.changed[container.host] == [] and dry.conditional[container.host] == []
+        assert dry.commands[container.host] == 1

@@ -29,7 +29,7 @@ import pytest
 
 from hardline.catalog import tunables
 from hardline.inventory import InventoryError, check_host
-from tests.support.deploy_targets import CONTAINER_SYSTEMCTL, NET_SYSCTLS, audit_key, remove_audit_rules
+from tests.support.deploy_targets import whole_host
 from tests.support.hostimage import HostContainer
 from tests.support.pyinfra_run import deploy
 
@@ -126,18 +126,8 @@ def target(daemon, monkeypatch, tmp_path):
     tests/support/deploy_targets.py); with this machine's PID namespace for audit rules."""
     for name, value in daemon.env().items():
         monkeypatch.setenv(name, value)
-    local = tmp_path / "usr-local"
-    (local / "bin").mkdir(parents=True)
-    (local / "bin" / "systemctl").write_text(CONTAINER_SYSTEMCTL)
-    (local / "bin" / "systemctl").chmod(0o755)
-    key = audit_key()
-    with HostContainer(daemon, audit=True, preset=NET_SYSCTLS,
-                       mounts=(f"{local}:/usr/local", f"{daemon.socket}:/run/hld-docker.sock")) as container:
-        container.sh(f"mkdir -p {daemon.data_root}")
-        yield container, {"docker_socket_path": "/run/hld-docker.sock", "sysctl_settings": NET_SYSCTLS, "auditd_key": key,
-                          "auditd_exec_key": key, "auditd_platform_rules": [f"-w /etc/passwd -p wa -k {key}"],
-                          "hardline_waivers": [WAIVER]}
-    remove_audit_rules(key)
+    with whole_host(daemon, tmp_path, packages=()) as (container, data):
+        yield container, data
 
 
 def refused_inventory() -> dict[str, Any]:

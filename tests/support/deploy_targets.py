@@ -19,11 +19,15 @@ import os
 import secrets
 import shlex
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hardline.catalog import defaults
 
 from .daemons import DOCKER_CLI, ETC_DOCKER, NETNS_DIR, DockerDaemon
+from .hostimage import HostContainer
 
 # net.* sysctls of the default profile that belong to a network namespace (net.core.* and a few
 # others exist only in the initial one): a container can own these, and only these
@@ -121,3 +125,28 @@ def stop_restarted(daemon: DockerDaemon) -> None:
 
 def config_of(daemon: DockerDaemon) -> dict[str, object]:
     return json.loads(daemon.config_path.read_text())
+
+
+@contextmanager
+def whole_host(daemon: DockerDaemon, workdir: Path, packages: tuple[str, ...] = ("telnet",),
+               ) -> Iterator[tuple[HostContainer, dict[str, Any]]]:
+    """A container target for the whole harden() and the inventory data that fits it: its dockerd
+    is ``daemon`` outside (socket mounted in; SIMULATED systemctl: restart is a no-op), its
+    network sysctls preset (its /proc/sys is read-only), audit rules under a key of its own
+    (removed after), 2.12 waived (no authorization plugin here)."""
+    local = workdir / "usr-local"
+    (local / "bin").mkdir(parents=True, exist_ok=True)
+    (local / "bin" / "systemctl").write_text(CONTAINER_SYSTEMCTL)
+    (local / "bin" / "systemctl").chmod(0o755)
+    key = audit_key()
+    data = {"docker_socket_path": "/run/hld-docker.sock", "sysctl_settings": NET_SYSCTLS, "auditd_key": key,
+            "auditd_exec_key": key, "auditd_platform_rules": [f"-w /etc/passwd -p wa -k {key}"],
+            "hardline_waivers": [{"id": "2.12", "reason": "no authorization plugin on the test machine",
+                                  "approved_by": "tests", "expires": "2099-12-31"}]}
+    try:
+        with HostContainer(daemon, audit=True, packages=packages, preset=NET_SYSCTLS,
+                           mounts=(f"{local}:/usr/local", f"{daemon.socket}:/run/hld-docker.sock")) as container:
+            container.sh(f"mkdir -p {daemon.data_root}")  # the data root docker info names
+            yield container, data
+    finally:
+        remove_audit_rules(key)
