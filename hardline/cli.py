@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from hardline.catalog import ROLES
 from hardline.results import (
     ERROR, FAIL, STATUSES, RunResults, ResultsFileError, counts, gate, gated_exit_code, host_scores,
     load_json, merge_runs, score, write_json, write_junit,
@@ -144,27 +145,57 @@ def _gate_lines(results, threshold: float | None) -> list[str]:
     return [f"gate --fail-under {threshold:g}: met (overall score {score(results).text()})"]
 
 
+def _selection(args: argparse.Namespace):
+    from hardline.benchmarks.select import Selection
+
+    selection = Selection(tuple(args.benchmark or ()), args.level, tuple(args.section or ()))
+    selection.check()
+    return selection
+
+
+def _load(args: argparse.Namespace):
+    """Hosts, selection and previous results of verify/drift, or a usage error (exit 4)."""
+    from hardline.benchmarks.select import SelectionError
+    from hardline.inventory import InventoryError, load_hosts
+
+    try:
+        selection = _selection(args)
+        hosts = load_hosts(args.inventory, args.limit)
+        previous = _load_previous(args.previous)
+    except (InventoryError, FileNotFoundError, ResultsFileError, SelectionError) as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return None
+    for h in hosts:  # verified anyway: ERROR for this host, the others go on
+        if not h.valid:
+            print(f"hardline: host {h.name} is not verified, {h.error}", file=sys.stderr)
+    return hosts, selection, previous
+
+
+def _benchmark_line(hosts) -> str:
+    from collections import Counter
+
+    roles = Counter(r for h in hosts for r in h.roles)
+    return ", ".join(f"{n} {role}" for role, n in sorted(roles.items())) or "no roles"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from hardline.benchmarks.engine import verify_hosts
-    from hardline.inventory import InventoryError, load_hosts
 
     if args.fail_under is not None and not 0 <= args.fail_under <= 100:
         print("hardline: --fail-under takes a score from 0 to 100", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        hosts = load_hosts(args.inventory, args.limit)
-        previous = _load_previous(args.previous)
-    except (InventoryError, FileNotFoundError, ResultsFileError) as err:
-        print(f"hardline: {err}", file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return EXIT_USAGE
+    hosts, selection, previous = loaded
     started_at, started = _now(), time.monotonic()
     if not args.quiet:
-        print(f"verifying {len(hosts)} host(s) against {args.benchmark} ...", file=sys.stderr)
-    results = verify_hosts(hosts, args.benchmark, args.parallel, args.section, _progress(args.quiet, len(hosts)))
+        print(f"verifying {len(hosts)} host(s) ({_benchmark_line(hosts)}) ...", file=sys.stderr)
+    results = verify_hosts(hosts, selection, args.parallel, _progress(args.quiet, len(hosts)))
     elapsed = time.monotonic() - started
-    run = RunResults.new(results, started=started_at, duration=elapsed, benchmark=args.benchmark,
-                         inventory=args.inventory, hosts=[h.name for h in hosts], command=["hardline", *args.argv],
-                         sections=args.section)
+    run = RunResults.new(results, started=started_at, duration=elapsed, inventory=args.inventory,
+                         hosts=[h.name for h in hosts], command=["hardline", *args.argv], sections=args.section,
+                         level=args.level)
     if not args.quiet:
         print_details(results, args.show)
     written = write_outputs(run, args, previous)
@@ -178,7 +209,7 @@ def print_details(results, show: str | None) -> None:
     wanted = set(show.split(",")) if show else {FAIL, ERROR}
     for r in results:
         if r.status in wanted:
-            print(f"{r.status:<6} {r.host}  {r.control_id:<7} {r.title}" + (f" [{r.subject}]" if r.subject else ""))
+            print(f"{r.status:<6} {r.host}  {r.control_key:<24} {r.title}" + (f" [{r.subject}]" if r.subject else ""))
             for line in r.message.splitlines():
                 print(f"         {line}")
 
@@ -225,14 +256,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     from hardline.benchmarks.engine import verify_hosts
     from hardline.drift import DEFAULT_DEPLOY, Drift, junit_drift_suite, plan
-    from hardline.inventory import InventoryError, load_hosts
 
-    try:
-        hosts = load_hosts(args.inventory, args.limit)
-        previous = _load_previous(args.previous)
-    except (InventoryError, FileNotFoundError, ResultsFileError) as err:
-        print(f"hardline: {err}", file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return EXIT_USAGE
+    hosts, selection, previous = loaded
     started_at, started = _now(), time.monotonic()
     if not args.quiet:
         print(f"drift: pyinfra {args.inventory} {args.deploy or 'deploys/harden.py'} --dry on {len(hosts)} host(s) ...",
@@ -240,11 +268,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
     dry = plan(args.inventory, args.limit, args.deploy or DEFAULT_DEPLOY)
     if not args.quiet:
         print(f"drift: dry run done ({time.monotonic() - started:.0f}s); verifying ...", file=sys.stderr, flush=True)
-    results = verify_hosts(hosts, args.benchmark, args.parallel, args.section, _progress(args.quiet, len(hosts)))
+    results = verify_hosts(hosts, selection, args.parallel, _progress(args.quiet, len(hosts)))
     drift = Drift(dry, results, [h.name for h in hosts])
-    run = RunResults.new(results, started=started_at, duration=time.monotonic() - started, benchmark=args.benchmark,
-                         inventory=args.inventory, hosts=drift.hosts, command=["hardline", *args.argv],
-                         sections=args.section, label="drift")
+    run = RunResults.new(results, started=started_at, duration=time.monotonic() - started, inventory=args.inventory,
+                         hosts=drift.hosts, command=["hardline", *args.argv], sections=args.section,
+                         level=args.level, label="drift")
     run.meta["drift"] = drift.to_dict()
     if previous is not None:
         from hardline.results import compare
@@ -266,13 +294,23 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_controls(args: argparse.Namespace) -> int:
-    from hardline.catalog import load_catalog
+    from hardline.benchmarks.select import SelectionError
+    from hardline.catalog import all_catalogs
 
-    catalog = load_catalog(args.benchmark)
-    print(f"{catalog.title} {catalog.version}: {len(catalog.controls)} controls")
-    for c in catalog.controls:
-        kind = c.kind or ("manual" if not c.automated else "-")
-        print(f"{c.id:<8} L{c.level} {c.assessment:<9} {kind:<14} {c.slug:<40} {c.title}")
+    try:
+        selection = _selection(args)
+    except SelectionError as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    for catalog in all_catalogs():
+        if not selection.wants_catalog(catalog):
+            continue
+        controls = [c for c in catalog.controls if selection.wants(c) and (not args.role or args.role in c.roles)]
+        print(f"{catalog.title} {catalog.version} ({catalog.key}): {len(controls)} controls")
+        for c in controls:
+            kind = c.kind or ("manual" if not c.automated else "-")
+            roles = "cluster" if c.scope == "cluster" else ",".join(c.roles)
+            print(f"  {c.key:<30} L{c.level} {c.assessment:<9} {kind:<22} {roles:<20} {c.slug:<40} {c.title}")
     return 0
 
 
@@ -306,10 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "evaluate every control of the benchmark; expected values come from the same inventory "
                             "data the deploy uses.", epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.add_argument("inventory", help="pyinfra inventory file (group_data/ beside it is read too)")
-    verify.add_argument("--benchmark", default="cis-docker", help="benchmark catalog (default: %(default)s)")
+    _selection_args(verify)
     verify.add_argument("--junit", metavar="PATH", help="write JUnit XML (one testcase per host and control)")
     verify.add_argument("--limit", action="append", metavar="HOST", help="only this host or group (repeatable)")
-    verify.add_argument("--section", action="append", metavar="N", help="only this section, e.g. 2 or 1.1 (repeatable)")
     verify.add_argument("--parallel", type=int, default=16, help="hosts gathered at once (default: %(default)s)")
     verify.add_argument("--show", metavar="STATUSES", help=f"statuses to list in detail, comma separated "
                         f"(default: FAIL,ERROR; any of {','.join(STATUSES)})")
@@ -339,22 +376,32 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--limit", action="append", metavar="HOST", help="only this host or group (repeatable)")
     drift.add_argument("--deploy", help="deploy file to dry-run (default: hardline's own hardening deploy, "
                        "the code of deploys/harden.py)")
-    drift.add_argument("--section", action="append", metavar="N", help="verify only this section (repeatable); "
-                       "the dry run covers the whole deploy")
-    drift.add_argument("--benchmark", default="cis-docker", help="benchmark catalog (default: %(default)s)")
+    _selection_args(drift, " (the dry run covers the whole deploy)")
     drift.add_argument("--parallel", type=int, default=16, help="hosts verified at once (default: %(default)s)")
     drift.add_argument("--junit", metavar="PATH", help="write JUnit XML (controls, plus a drift testsuite per host)")
     _output_args(drift)
     drift.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     drift.set_defaults(func=cmd_drift)
-    controls = sub.add_parser("controls", help="list the controls of a benchmark catalog")
-    controls.add_argument("--benchmark", default="cis-docker")
+    controls = sub.add_parser("controls", help="list the controls of every benchmark (key, level, kind, roles, slug)",
+                              description="List the catalogs' controls: key (benchmark:version:id), level, "
+                              "automated/manual, kind, node roles (or cluster), slug and title.")
+    _selection_args(controls)
+    controls.add_argument("--role", choices=ROLES, help="only controls for this node role")
     controls.set_defaults(func=cmd_controls)
     variables = sub.add_parser("variables", help="list every inventory variable with its type and default")
     variables.set_defaults(func=cmd_variables)
     sub.add_parser("lab", help="the QEMU lab VM: up, down, status, ssh, build, and demo (the main job: "
                    "baseline verify, harden, re-harden, verify)", add_help=False)
     return parser
+
+
+def _selection_args(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument("--benchmark", action="append", metavar="NAME[:VERSION]",
+                        help="only this benchmark, e.g. cis-docker or cis-kubernetes:1.20 (repeatable; default: every "
+                        "benchmark that applies to each host's roles)" + note)
+    parser.add_argument("--level", type=int, choices=(1, 2), help="CIS profile level: 1 = level-1 items only, "
+                        "2 = level 1 and 2 (default: all)")
+    parser.add_argument("--section", action="append", metavar="N", help="only this section, e.g. 2 or 1.1 (repeatable)")
 
 
 def _output_args(parser: argparse.ArgumentParser) -> None:

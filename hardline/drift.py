@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardline.results import ERROR, FAIL, Result
+from hardline.results import ERROR, FAIL, Result, control_sort_key
 
 ROOT = Path(__file__).resolve().parent.parent  # on PYTHONPATH of the pyinfra child, for a checkout
 # the packaged deploy file (the same code as a checkout's deploys/harden.py)
@@ -163,12 +163,17 @@ class Drift:
         """Controls that do not pass (FAIL or ERROR), on one host or all."""
         return [r for r in self.results if r.status in (FAIL, ERROR) and (host is None or r.host == host)]
 
+    def differing(self, host: str | None = None) -> list[Result]:
+        """Passing controls whose value is not the inventory's (the deploy would change it back)."""
+        return [r for r in self.results if r.differs and (host is None or r.host == host)]
+
     def host_state(self, host: str) -> str:
         """"error", "drift" or "clean"."""
         if (host in self.plan.unplanned or host not in self.plan.planned
                 or any(r.status == ERROR for r in self.results if r.host == host)):
             return "error"
-        if self.plan.changes.get(host) or any(r.status == FAIL for r in self.results if r.host == host):
+        if (self.plan.changes.get(host) or self.differing(host)
+                or any(r.status == FAIL for r in self.results if r.host == host)):
             return "drift"
         return "clean"
 
@@ -180,7 +185,8 @@ class Drift:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.plan.to_dict(), "states": {h: self.host_state(h) for h in self.hosts},
-                "failing": {h: sorted({r.control_id for r in self.failing(h)}, key=_id_key) for h in self.hosts}}
+                "failing": {h: sorted({r.control_key for r in self.failing(h)}, key=control_sort_key) for h in self.hosts},
+                "differs": {h: sorted(f"{r.control_key}: {r.differs}" for r in self.differing(h)) for h in self.hosts}}
 
     def text(self) -> str:
         """The terminal report: per host, what would change and what no longer passes."""
@@ -196,16 +202,14 @@ class Drift:
             for name in self.plan.conditional.get(host, []) if self.plan.changes.get(host) else []:
                 lines.append(f"  may also run: {name}")
             for r in self.failing(host):
-                what = f"{r.control_id} {r.title}" + (f" [{r.subject}]" if r.subject else "")
+                what = f"{r.control_key} {r.title}" + (f" [{r.subject}]" if r.subject else "")
                 lines.append(f"  {r.status.lower():<5} {what}" + (f": {r.found}" if r.found else ""))
+            for r in self.differing(host):
+                lines.append(f"  differs {r.control_key}: {r.differs[0].lower() + r.differs[1:]}")
         for diff in self.plan.diffs:
             lines.append("")
             lines += diff.splitlines()
         return "\n".join(lines)
-
-
-def _id_key(control_id: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else -1 for p in re.split(r"[.-]", control_id))
 
 
 def junit_drift_suite(drift: Drift, path: str | Path) -> None:

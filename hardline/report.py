@@ -24,11 +24,10 @@ import jinja2
 from hardline.paths import TEMPLATES
 from hardline.results import (
     ERROR, FAIL, MANUAL, PASS, SKIP, STATUSES, WAIVED, Comparison, Result, RunResults, compare,
-    control_sort_key, control_statuses, counts, host_scores, score,
+    control_sort_key, control_statuses, counts, host_scores, result_sort_key, score,
 )
 
 TEMPLATE_DIR = TEMPLATES / "report"
-STATUS_ORDER = {s: i for i, s in enumerate((FAIL, ERROR, WAIVED, MANUAL, SKIP, PASS))}
 
 
 _id_key = control_sort_key
@@ -43,22 +42,27 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def section_id(r: Result) -> str:
+    """A section across benchmarks: ``cis-docker 2`` (section numbers repeat between benchmarks)."""
+    return f"{r.benchmark} {r.section}"
+
+
 def _sections(results: list[Result]) -> list[dict[str, Any]]:
-    """Per section (as numbered in the catalog, e.g. 1.1, 2, HL): title, counts and score."""
-    by_section: dict[str, list[Result]] = {}
+    """Per benchmark section (as numbered in its catalog, e.g. cis-docker 1.1): title, counts, score."""
+    by_section: dict[tuple[str, str], list[Result]] = {}
     for r in results:
-        by_section.setdefault(r.section, []).append(r)
+        by_section.setdefault((r.benchmark, r.section), []).append(r)
     rows = []
-    for section in sorted(by_section, key=_id_key):
-        rs = by_section[section]
+    for benchmark, section in sorted(by_section, key=lambda k: (k[0] == "hardline-platform", k[0], _id_key(k[1]))):
+        rs = by_section[(benchmark, section)]
         c = Counter(control_statuses(rs).values())
-        rows.append({"id": section, "title": rs[0].section_title, "counts": c, "score": score(rs),
-                     "controls": len({r.control_id for r in rs})})
+        rows.append({"id": section_id(rs[0]), "title": rs[0].section_title, "counts": c, "score": score(rs),
+                     "controls": len({r.control_key for r in rs})})
     return rows
 
 
 def context(run: RunResults, previous: RunResults | None = None, title: str | None = None) -> dict[str, Any]:
-    results = sorted(run.results, key=lambda r: (r.host, _id_key(r.control_id), r.subject))
+    results = sorted(run.results, key=result_sort_key)
     comparison: Comparison | None = compare(previous, run) if previous else None
     changed = {}
     if comparison:

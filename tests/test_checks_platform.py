@@ -20,7 +20,7 @@ import pytest
 
 from hardline.inventory import InventoryError, check_host
 from tests.support.hostimage import HostContainer
-from tests.support.verify import verify
+from tests.support.verify import docker_host, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "hardline-platform-test"
@@ -32,7 +32,7 @@ def auditctl(*args):
 
 def refused(**data) -> list[str]:
     with pytest.raises(InventoryError) as err:
-        check_host("h1", [], [("inv.py", data)], data)
+        check_host("h1", ["docker_hosts"], [("inv.py", data)], data)
     return [str(p) for p in err.value.problems]
 
 
@@ -93,7 +93,7 @@ def test_selinux_checks_skip_on_auto_and_fail_when_asked_without_selinux():
 def test_selinux_asked_on_a_host_without_it_stops_the_deploy(tmp_path):
     """The deploy reads the host's LSM (here: none) and refuses before any operation."""
     inv = tmp_path / "inv.py"
-    inv.write_text('hosts = [("@local", {"hardline_lsm": "selinux"})]\n')
+    inv.write_text('docker_hosts = [("@local", {"hardline_lsm": "selinux"})]\n')
     entry = tmp_path / "lsm_only.py"
     entry.write_text("from hardline.deploys.lsm import lsm\nlsm()\n")
     proc = subprocess.run([sys.executable, "-m", "pyinfra", str(inv), str(entry), "--dry"], cwd=ROOT,
@@ -165,8 +165,8 @@ def test_cgroup_version_reported():
         assert result.status == "PASS" and result.found == "cgroup v2 (unified)"
     else:
         assert result.status == "FAIL" and result.found.startswith("cgroup v1")
-    info = verify({"kernel_cgroup_v2": False}, ["HL-4.1"])["HL-4.1"]
-    assert info.status == "PASS" and info.found.startswith("cgroup v")
+    info = verify({"kernel_cgroup_v2": False}, ["HL-4.1"])["HL-4.1"]  # not asked: nothing to judge
+    assert info.status == "SKIP" and info.found.startswith("not asked (kernel_cgroup_v2: false); the host runs cgroup v")
 
 
 def test_engine_limits_and_services_skip_without_systemd(container):
@@ -227,9 +227,8 @@ def test_validation_messages_name_the_group_data_file(tmp_path):
     (tmp_path / "group_data" / "all.py").write_text(textwrap.dedent('platform_packages_absent = ["openssh-server"]\n'))
     inv = tmp_path / "inv.py"
     inv.write_text('docker_hosts = ["a"]\n')
-    with pytest.raises(InventoryError) as err:
-        load_hosts(str(inv))
-    assert "group_data/all.py: host a: platform_packages_absent: refusing to remove 'openssh-server'" in str(err.value)
+    (host,) = load_hosts(str(inv))  # the host is returned invalid: verify reports it ERROR
+    assert "group_data/all.py: host a: platform_packages_absent: refusing to remove 'openssh-server'" in str(host.error)
 
 
 def test_sysctl_check_knows_docker_needs_ip_forward():

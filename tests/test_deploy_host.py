@@ -74,9 +74,9 @@ def test_users(target, tmp_path):
     assert verify(data, ["1.1.2"], name=container.host)["1.1.2"].status == "FAIL"
     first, _ = deploy_twice(tmp_path, container, data, entry("docker_users", "docker_users"))
     assert first.changed[container.host] == [
-        "Docker users | [cis-docker 1.1.2] Only trusted users in group docker", "Docker users | [cis-docker 2.9] Remap user dockremap",
-        "Docker users | [cis-docker 2.9] /etc/subuid range for dockremap",
-        "Docker users | [cis-docker 2.9] /etc/subgid range for dockremap"]
+        "Docker users | [cis-docker:1.6.0:1.1.2] Only trusted users in group docker", "Docker users | [cis-docker:1.6.0:2.9] Remap user dockremap",
+        "Docker users | [cis-docker:1.6.0:2.9] /etc/subuid range for dockremap",
+        "Docker users | [cis-docker:1.6.0:2.9] /etc/subgid range for dockremap"]
     assert verify(data, ["1.1.2"], name=container.host)["1.1.2"].status == "PASS"
     assert container.sh("getent group docker").stdout == "docker:x:999:alice\n"
     assert container.sh("getent passwd dockremap").stdout.endswith(":/nonexistent:/usr/sbin/nologin\n")
@@ -115,7 +115,7 @@ def test_platform(target, tmp_path):
     before = statuses(verify(data, ["HL-5.1", "HL-6.1"], name=container.host))
     assert before == {"HL-5.1": "FAIL", "HL-6.1": "FAIL"}
     first, _ = deploy_twice(tmp_path, container, data, entry("platform", "platform"))
-    assert "Platform: engine limits, services, packages, audit | [cis-docker HL-5.1] Remove telnet" in first.changed[container.host]
+    assert "Platform: engine limits, services, packages, audit | [hardline-platform:1:HL-5.1] Remove telnet" in first.changed[container.host]
     after = verify(data, ["HL-4.2", "HL-5.1", "HL-5.2", "HL-6.1"], name=container.host)
     assert statuses(after) == {"HL-4.2": "SKIP", "HL-5.1": "PASS", "HL-5.2": "SKIP", "HL-6.1": "PASS"}, \
         {c: r.found for c, r in after.items()}

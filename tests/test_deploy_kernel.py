@@ -47,9 +47,9 @@ def test_sysctls_modules_and_boot_parameters(target, tmp_path):
     first = deploy(tmp_path / "first", [(target.host, data)], DEPLOY, env=env)
     assert first.returncode == 0, first.tail()
     changed = first.changed[target.host]
-    assert {f"Kernel parameters | [cis-docker HL-1.1] sysctl {k}={NET_SYSCTLS[k]}" for k in LOOSE} <= set(changed), changed
-    assert "Kernel parameters | [cis-docker HL-1.1] Persist sysctl profile in /etc/sysctl.d/99-zz-hardline.conf" in changed
-    assert "Kernel modules | [cis-docker HL-1.2] Module blacklist in /etc/modprobe.d/hardline-blacklist.conf" in changed
+    assert {f"Kernel parameters | [hardline-platform:1:HL-1.1] sysctl {k}={NET_SYSCTLS[k]}" for k in LOOSE} <= set(changed), changed
+    assert "Kernel parameters | [hardline-platform:1:HL-1.1] Persist sysctl profile in /etc/sysctl.d/99-zz-hardline.conf" in changed
+    assert "Kernel modules | [hardline-platform:1:HL-1.2] Module blacklist in /etc/modprobe.d/hardline-blacklist.conf" in changed
     assert target.sh("sysctl -n net.ipv4.conf.all.log_martians net.ipv4.tcp_syncookies").stdout == "1\n1\n"
     assert "install usb-storage /bin/false" in target.read("/etc/modprobe.d/hardline-blacklist.conf")
 
@@ -63,7 +63,7 @@ def test_sysctls_modules_and_boot_parameters(target, tmp_path):
     # changed at runtime behind the deploy's back: set again, and only that
     target.sh("sysctl -qw net.ipv4.conf.all.log_martians=0")
     repair = deploy(tmp_path / "repair", [(target.host, data)], DEPLOY, env=env)
-    assert repair.changed[target.host] == ["Kernel parameters | [cis-docker HL-1.1] sysctl net.ipv4.conf.all.log_martians=1"]
+    assert repair.changed[target.host] == ["Kernel parameters | [hardline-platform:1:HL-1.1] sysctl net.ipv4.conf.all.log_martians=1"]
 
 
 def test_a_sysctl_the_kernel_does_not_have_stops_the_deploy(target, tmp_path):

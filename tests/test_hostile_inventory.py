@@ -75,7 +75,7 @@ def places(name: str, kind: str, form: str) -> list[tuple[str, Any]]:
 
 def accepted(name: str, value: Any) -> bool:
     try:
-        check_host("h", [], [("inv.py", {name: value})], {name: value})
+        check_host("h", ["docker_hosts"], [("inv.py", {name: value})], {name: value})
     except InventoryError as err:
         # the message names the variable (a workload's rules are checked with apparmor_profile_rules)
         named = {name, "apparmor_profile_rules"} if name == "apparmor_workload_profiles" else {name}
@@ -147,7 +147,7 @@ def test_refused_values_stop_the_deploy_before_any_command(target, tmp_path, dry
     run = deploy(tmp_path, [(container.host, data)], HARDEN, dry=dry, expect_state=False)
     assert run.returncode != 0 and "Traceback" not in run.output
     with pytest.raises(InventoryError) as refused:
-        check_host(container.host, [], [("inv", data)], data)
+        check_host(container.host, ["docker_hosts"], [("inv", data)], data)
     assert len(refused.value.problems) >= 25
     for problem in refused.value.problems:  # the deploy names every one (file, host, key, why)
         assert f"host {container.host}: {problem.key}: {problem.message}" in run.output, run.tail()
@@ -184,7 +184,7 @@ def test_accepted_free_text_is_written_as_data_never_run(target, tmp_path, dry):
 # Python use stops the deploy before any command, e.g. an unknown LSM or a missing local file)
 BYPASS_KEEP = {"hardline_lsm", "docker_log_driver", "docker_tls_ca_file", "docker_tls_cert_file", "docker_tls_key_file",
                "docker_seccomp_profile", "docker_tls_hosts", "hardline_waivers", "docker_default_ulimits",
-               "sysctl_settings"}
+               "sysctl_settings", "hardline_roles", "hardline_benchmark_versions"}
 BYPASS = """import hardline.inventory as inventory
 
 # SIMULATED: validation switched off in this process, so every hostile value reaches the deploy

@@ -24,10 +24,11 @@ from tests.test_verify_cli import fleet  # noqa: F401  (module fixture: three SS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def res(host: str, cid: str, status: str, subject: str = "", section: str = "2", level: int = 1, **kw) -> Result:
-    return Result(host=host, benchmark="cis-docker", control_id=cid, slug=f"slug_{cid}", title=f"title {cid}",
-                  section=section, section_title=f"section {section}", level=level, automated=True,
-                  status=status, subject=subject, **kw)
+def res(host: str, cid: str, status: str, subject: str = "", section: str = "2", level: int = 1,
+        benchmark: str = "cis-docker", version: str = "1.6.0", **kw) -> Result:
+    return Result(host=host, benchmark=benchmark, benchmark_version=version, control_id=cid, slug=f"slug_{cid}",
+                  title=f"title {cid}", section=section, section_title=f"section {section}", level=level,
+                  automated=True, status=status, subject=subject, **kw)
 
 
 def run_of(results, started="2026-01-01T00:00:00+00:00", label="") -> RunResults:
@@ -90,10 +91,12 @@ def test_json_round_trip_with_metadata(tmp_path):
                          started="2026-01-01T00:00:00+00:00", inventory=str(inv), hosts=["a"])
     path = write_json(run, tmp_path / "out.json")
     raw = json.loads(path.read_text())
-    assert raw["format"] == "hardline-results/1"
+    assert raw["format"] == "hardline-results/2"
     meta = raw["run"]
     assert meta["hardline_version"] and meta["benchmark"] == {"id": "cis-docker", "title": "CIS Docker Benchmark",
                                                               "version": "1.6.0"}
+    assert meta["benchmarks"] == [meta["benchmark"]]
+    assert raw["results"][0]["benchmark_version"] == "1.6.0"
     assert [f["path"].rsplit("/", 1)[-1] for f in meta["inventory"]["files"]] == ["inv.py", "all.py"]
     assert re.fullmatch(r"[0-9a-f]{64}", meta["inventory"]["sha256"])
     assert raw["summary"]["overall"]["score"] == 100.0 and raw["summary"]["hosts"]["a"]["WAIVED"] == 1
@@ -136,16 +139,16 @@ def test_compare_newly_failing_fixed_and_other():
     after = run_of([res("a", "1", FAIL), res("a", "2", PASS), res("a", "3", WAIVED), res("a", "4", PASS),
                     res("a", "5", ERROR)])
     diff = compare(before, after)
-    assert [c.key[1] for c in diff.newly_failing] == ["1", "5"]  # new control erroring counts as newly failing
-    assert [c.key[1] for c in diff.fixed] == ["2"]
-    assert [(c.key[1], c.before, c.after) for c in diff.other] == [("3", FAIL, WAIVED)]
+    assert [c.key[1] for c in diff.newly_failing] == ["cis-docker:1.6.0:1", "cis-docker:1.6.0:5"]  # new control erroring
+    assert [c.key[1] for c in diff.fixed] == ["cis-docker:1.6.0:2"]
+    assert [(c.key[1], c.before, c.after) for c in diff.other] == [("cis-docker:1.6.0:3", FAIL, WAIVED)]
     assert "z" not in diff.scores_before  # hosts of the current run only
 
 
 def test_changes_are_in_natural_control_order():
     ids = ["1.1.10", "2.16", "1.1.3", "HL-1.1", "2.2"]
     diff = compare(run_of([res("a", i, FAIL) for i in ids]), run_of([res("a", i, PASS) for i in ids]))
-    assert [c.key[1] for c in diff.fixed] == ["1.1.3", "1.1.10", "2.2", "2.16", "HL-1.1"]
+    assert [c.key[1].rpartition(":")[2] for c in diff.fixed] == ["1.1.3", "1.1.10", "2.2", "2.16", "HL-1.1"]
 
 
 # --------------------------------------------------------------------------------------- HTML
@@ -223,7 +226,7 @@ def hardline(*args, cwd=ROOT):
 def test_verify_writes_json_and_html_and_gates(fleet, tmp_path):  # noqa: F811
     out = tmp_path / "r.json"
     html = tmp_path / "r.html"
-    run = hardline("verify", str(fleet), "--limit", "compliant", "--limit", "default", "--section", "2",
+    run = hardline("verify", str(fleet), "--limit", "compliant", "--limit", "default", "--benchmark", "cis-docker", "--section", "2",
                    "--json", str(out), "--html", str(html))
     assert run.returncode == 1, run.stdout + run.stderr
     data = json.loads(out.read_text())
@@ -235,13 +238,13 @@ def test_verify_writes_json_and_html_and_gates(fleet, tmp_path):  # noqa: F811
     assert html.read_text().count('<tr class="result"') == len(data["results"])
     # the gate: the seed's "score 75 to promote"; every host must reach it, not only the average
     assert data["summary"]["overall"]["score"] > 75
-    gated = hardline("verify", str(fleet), "--limit", "compliant", "--limit", "default", "--section", "2",
+    gated = hardline("verify", str(fleet), "--limit", "compliant", "--limit", "default", "--benchmark", "cis-docker", "--section", "2",
                      "--fail-under", "75", "-q")
     assert gated.returncode == 3 and "NOT met" in gated.stdout and "default scores" in gated.stdout
     assert "FAIL   default" not in gated.stdout  # quiet: no per-control details
-    met = hardline("verify", str(fleet), "--limit", "compliant", "--section", "2", "--fail-under", "75", "-q")
+    met = hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2", "--fail-under", "75", "-q")
     assert met.returncode == 0 and "gate --fail-under 75: met" in met.stdout
-    with_error = hardline("verify", str(fleet), "--section", "2", "--fail-under", "0", "-q")
+    with_error = hardline("verify", str(fleet), "--benchmark", "cis-docker", "--section", "2", "--fail-under", "0", "-q")
     assert with_error.returncode == 2  # the unreachable host: never promoted
     assert hardline("verify", str(fleet), "--fail-under", "120").returncode == 4
 
@@ -254,7 +257,7 @@ def test_expired_waiver_fails_and_says_so(fleet, tmp_path):  # noqa: F811
         'hardline_waivers = [{"id": "2.12", "reason": "no authz plugin", "approved_by": "qa", "expires": "2099-01-01"},\n'
         '                    {"id": "2.2", "reason": "legacy app needs icc", "approved_by": "cab", "expires": "2020-01-31"}]\n')
     out = tmp_path / "r.json"
-    run = hardline("verify", str(inv), "--limit", "default", "--section", "2", "--json", str(out), "--html",
+    run = hardline("verify", str(inv), "--limit", "default", "--benchmark", "cis-docker", "--section", "2", "--json", str(out), "--html",
                    str(tmp_path / "r.html"))
     assert run.returncode == 1, run.stdout + run.stderr
     results = {r["control_id"]: r for r in json.loads(out.read_text())["results"]}
@@ -271,14 +274,14 @@ def test_expired_waiver_fails_and_says_so(fleet, tmp_path):  # noqa: F811
     (tmp_path / "group_data" / "all.py").write_text(
         'hardline_waivers = [{"id": "2.12", "reason": "no authz plugin", "approved_by": "qa", "expires": "2099-01-01"}]\n')
     plain = tmp_path / "plain.json"
-    hardline("verify", str(inv), "--limit", "default", "--section", "2", "--json", str(plain))
+    hardline("verify", str(inv), "--limit", "default", "--benchmark", "cis-docker", "--section", "2", "--json", str(plain))
     assert json.loads(plain.read_text())["summary"]["overall"] == json.loads(out.read_text())["summary"]["overall"]
 
 
 def test_report_merges_runs_compares_and_gates(fleet, tmp_path):  # noqa: F811
     a, b = tmp_path / "compliant.json", tmp_path / "default.json"
-    assert hardline("verify", str(fleet), "--limit", "compliant", "--section", "2", "--json", str(a), "-q").returncode == 0
-    assert hardline("verify", str(fleet), "--limit", "default", "--section", "2", "--json", str(b), "-q").returncode == 1
+    assert hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2", "--json", str(a), "-q").returncode == 0
+    assert hardline("verify", str(fleet), "--limit", "default", "--benchmark", "cis-docker", "--section", "2", "--json", str(b), "-q").returncode == 1
     html, merged = tmp_path / "fleet.html", tmp_path / "fleet.json"
     run = hardline("report", str(a), str(b), "-o", str(html), "--json", str(merged), "--previous", str(a))
     assert run.returncode == 0, run.stderr
@@ -294,9 +297,30 @@ def test_report_merges_runs_compares_and_gates(fleet, tmp_path):  # noqa: F811
     assert bad.returncode == 4 and "not a hardline results file" in bad.stderr
 
 
+def test_one_host_keeps_the_results_of_each_benchmark_through_report(fleet, tmp_path):  # noqa: F811
+    docker, platform, again = tmp_path / "docker.json", tmp_path / "platform.json", tmp_path / "again.json"
+    hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--json", str(docker), "-q")
+    hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "hardline-platform", "--json", str(platform), "-q")
+    merged = tmp_path / "merged.json"
+    assert hardline("report", str(docker), str(platform), "-o", str(tmp_path / "m.html"), "--json", str(merged)).returncode == 0
+    data = json.loads(merged.read_text())
+    by_benchmark = {b: {r["control_id"] for r in data["results"] if r["benchmark"] == b} for b in
+                    ("cis-docker", "hardline-platform")}
+    assert len(by_benchmark["cis-docker"]) == 117 and len(by_benchmark["hardline-platform"]) == 15
+    assert [b["id"] for b in data["run"]["benchmarks"]] == ["cis-docker", "hardline-platform"]
+    # a later run of one benchmark replaces only that benchmark's results of the host
+    hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2",
+             "--json", str(again), "-q")
+    hardline("report", str(docker), str(platform), str(again), "-o", str(tmp_path / "m.html"), "--json", str(merged))
+    data = json.loads(merged.read_text())
+    docker_ids = {r["control_id"] for r in data["results"] if r["benchmark"] == "cis-docker"}
+    assert docker_ids and all(cid.startswith("2.") for cid in docker_ids)
+    assert len({r["control_id"] for r in data["results"] if r["benchmark"] == "hardline-platform"}) == 15
+
+
 def test_junit_carries_run_metadata(fleet, tmp_path):  # noqa: F811
     junit = tmp_path / "r.xml"
-    hardline("verify", str(fleet), "--limit", "compliant", "--section", "2", "--junit", str(junit), "-q")
+    hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2", "--junit", str(junit), "-q")
     suite = ET.parse(junit).getroot().find("testsuite")
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert props["score"] == "100.0" and props["benchmark_version"] == "1.6.0"

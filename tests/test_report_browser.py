@@ -164,7 +164,7 @@ def chromium():
 
 
 def result(host, cid, status, section="2", level=1, **kw) -> Result:
-    return Result(host=host, benchmark="cis-docker", control_id=cid, slug=f"s{cid}", title=f"Control {cid}",
+    return Result(host=host, benchmark="cis-docker", benchmark_version="1.6.0", control_id=cid, slug=f"s{cid}", title=f"Control {cid}",
                   section=section, section_title=f"Section {section}", level=level, automated=status != MANUAL,
                   status=status, **kw)
 
@@ -223,7 +223,7 @@ def test_report_renders_filters_work_no_console_errors(chromium, tmp_path):
     cdp.js("(() => { const s = document.getElementById('filter-level'); s.value = '2'; s.dispatchEvent(new Event('change')); })()")
     assert cdp.js(visible) == 1
     cdp.js("(() => { const s = document.getElementById('filter-level'); s.value = ''; s.dispatchEvent(new Event('change')); })()")
-    cdp.js("(() => { const s = document.getElementById('filter-section'); s.value = '3'; s.dispatchEvent(new Event('change')); })()")
+    cdp.js("(() => { const s = document.getElementById('filter-section'); s.value = 'cis-docker 3'; s.dispatchEvent(new Event('change')); })()")
     assert cdp.js(visible) == 2
     cdp.js("(() => { const s = document.getElementById('filter-section'); s.value = ''; s.dispatchEvent(new Event('change')); })()")
     cdp.click("#filter-changed")

@@ -1,68 +1,120 @@
-"""From a pyinfra inventory host to a testinfra host, with the same SSH trust rules as pyinfra.
+"""Reach inventory hosts through pyinfra's own connectors, from any process.
 
-testinfra's own paramiko backend accepts any host key (it never loads known_hosts and ignores
-StrictHostKeyChecking yes), which would let a verifier report on an impostor host. The backend
-here loads the inventory's ssh_known_hosts_file (and ~/.ssh/known_hosts), rejects a changed key
-always, and an unknown key unless ssh_strict_host_key_checking is "no"/"off" or "accept-new"
-(pyinfra's default).
+The gathering runs in a child process (hardline.benchmarks.remote) that uses pyinfra's API with
+gevent, as pyinfra itself does; this module is the parent's side: it sends each host's name,
+groups, inventory data (connection data included) and the facts to gather, and reads back one
+HostFacts (or the error that kept the host from being verified) per host as each finishes.
+
+Example::
+
+    facts = gather_hosts([HostRequest(config, needs={"info"}, paths=set())])["web1"]
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+import atexit
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
-import paramiko
-import testinfra
-from testinfra.backend.paramiko import ParamikoBackend
+from hardline.benchmarks.gather.core import HostFacts
+from hardline.inventory import HostConfig
+
+Progress = Callable[[str, "HostFacts | Exception", float], None]
 
 
-class StrictParamikoBackend(ParamikoBackend):
-    """testinfra paramiko backend that checks host keys like OpenSSH/pyinfra do."""
+@dataclass
+class HostRequest:
+    config: HostConfig
+    needs: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)
 
-    def __init__(self, hostspec: str, *, known_hosts: str | None = None, strict: str = "accept-new", **kwargs: Any):
-        super().__init__(hostspec, **kwargs)
-        self.known_hosts = known_hosts
-        self.strict = strict
 
-    @functools.cached_property
-    def client(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
+def round_timeout(data: dict[str, Any]) -> int:
+    """Seconds one gather round may take before the host is given up: every command of the round
+    has hardline_command_timeout on the host; this bounds a host that stops answering at all."""
+    return int(data["hardline_command_timeout"]) * 2 + 30
+
+
+def gather_hosts(requests: list[HostRequest], parallel: int = 16,
+                 progress: Progress | None = None) -> dict[str, HostFacts | Exception]:
+    """Facts of every requested host, gathered concurrently through pyinfra's connectors."""
+    if not requests:
+        return {}
+    payload = {
+        "env": dict(os.environ),  # the connectors see this process's environment (DOCKER_HOST, SSH_AUTH_SOCK...)
+        "parallel": parallel,
+        "connect_timeout": max(int(r.config.data["hardline_connect_timeout"]) for r in requests),
+        "hosts": [{"name": r.config.name, "groups": list(r.config.groups),
+                   "data": {**r.config.connection, **r.config.data}, "needs": sorted(r.needs),
+                   "paths": sorted(r.paths), "timeout": round_timeout(r.config.data)} for r in requests],
+    }
+    results: dict[str, HostFacts | Exception] = {}
+    with _LOCK:
+        proc = _child()
         try:
-            client.load_system_host_keys()
-        except (OSError, paramiko.SSHException):
+            pickle.dump(payload, proc.stdin)
+            proc.stdin.flush()
+            while True:
+                message = pickle.load(proc.stdout)
+                if message[0] == "done":
+                    break
+                _, name, seconds, facts = message
+                results[name] = facts
+                if progress:
+                    progress(name, facts, seconds)
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError) as err:
+            _stop(proc)
+            problem = _stderr_tail() or f"{type(err).__name__}"
+            for r in requests:  # the child died: every host it did not report is unverified
+                if r.config.name not in results:
+                    results[r.config.name] = RuntimeError(f"gathering stopped: {problem}")
+                    if progress:
+                        progress(r.config.name, results[r.config.name], 0.0)
+    return results
+
+
+_LOCK = threading.Lock()
+_PROC: subprocess.Popen | None = None
+_STDERR: Any = None
+
+
+def _child() -> subprocess.Popen:
+    """The gathering child, started on first use and kept for later requests of this process."""
+    global _PROC, _STDERR
+    if _PROC is None or _PROC.poll() is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")) if p)}
+        _STDERR = tempfile.TemporaryFile()
+        _PROC = subprocess.Popen([sys.executable, "-m", "hardline.benchmarks.remote"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=_STDERR, env=env)
+        atexit.register(_stop, _PROC)
+    return _PROC
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            if stream:
+                stream.close()
+        except OSError:
             pass
-        if self.known_hosts:
-            client.load_host_keys(self.known_hosts)
-        # a changed key is always refused by paramiko (BadHostKeyException); this is for unknown ones
-        accept_unknown = self.strict in ("no", "off", "accept-new", "false")
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if accept_unknown else paramiko.RejectPolicy())
-        client.connect(
-            hostname=self.host.name, port=int(self.host.port or 22), username=self.host.user,
-            key_filename=self.ssh_identity_file, timeout=self.timeout,
-            allow_agent=self.ssh_identity_file is None, look_for_keys=self.ssh_identity_file is None,
-        )
-        return client
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
-def testinfra_host(name: str, conn: dict[str, Any]):
-    """A testinfra host for a pyinfra inventory host (@local, @docker/ID, or SSH)."""
-    if name == "@local" or name.startswith("@local/"):
-        return testinfra.get_host("local://")
-    if name.startswith("@docker/"):
-        return testinfra.get_host(f"docker://{name.split('/', 1)[1]}")
-    hostname = conn.get("ssh_hostname") or name
-    user = conn.get("ssh_user") or "root"
-    port = conn.get("ssh_port") or 22
-    strict = conn.get("ssh_strict_host_key_checking", "accept-new")
-    backend = StrictParamikoBackend(
-        f"{user}@{hostname}:{port}",
-        known_hosts=str(conn["ssh_known_hosts_file"]) if conn.get("ssh_known_hosts_file") else None,
-        strict=str(strict).lower() if not isinstance(strict, bool) else ("yes" if strict else "no"),
-        ssh_identity_file=str(conn["ssh_key"]) if conn.get("ssh_key") else None,
-        timeout=int(conn.get("ssh_connect_timeout", 10)),
-        sudo=bool(conn.get("_sudo")),
-    )
-    host = testinfra.host.Host(backend)
-    backend.set_host(host)
-    return host
+def _stderr_tail() -> str:
+    if _STDERR is None:
+        return ""
+    _STDERR.seek(0)
+    lines = _STDERR.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""

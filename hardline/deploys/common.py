@@ -9,8 +9,8 @@ from pyinfra import host, inventory
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.util import get_template
 
-from hardline.catalog import Control, defaults, load_catalog
-from hardline.inventory import HostConfig, InventoryError, check_host, pyinfra_sources
+from hardline.catalog import Control, defaults
+from hardline.inventory import HostConfig, InventoryError, applicable_catalogs, check_host, pyinfra_sources
 from hardline.paths import TEMPLATES
 
 DEFAULTS = defaults()  # handed to pyinfra as data_defaults: host > group > these
@@ -43,14 +43,15 @@ def host_config() -> HostConfig:
 
 
 def controls(config: HostConfig, *kinds: str) -> list[Control]:
-    """Automated controls of these kinds that apply: waived ones are not remediated."""
-    waived = {cid for cid, w in config.waivers.items() if not w.expired()}
-    return [c for c in load_catalog().of_kind(*kinds) if c.id not in waived]
+    """Controls of these kinds that apply to the host's roles: waived ones are not remediated."""
+    waived = {key for key, w in config.waivers.items() if not w.expired()}
+    return [c for cat in applicable_catalogs(config.roles, config.data["hardline_benchmark_versions"])
+            for c in cat.of_kind(*kinds) if c.applies_to(config.roles) and c.key not in waived]
 
 
 def op_name(control: Control, text: str) -> str:
-    """Operation names start with the control id, so output and logs can be searched by CIS id."""
-    return f"[{control.benchmark} {control.id}] {text}"
+    """Operation names start with the control key, so output and logs can be searched by it."""
+    return f"[{control.key}] {text}"
 
 
 def render(template: str, **values: object) -> str:

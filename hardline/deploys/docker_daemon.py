@@ -8,7 +8,6 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from hardline.catalog import load_catalog
 from hardline.deploys.common import DEFAULTS, controls, host_config, render
 from hardline.deploys.facts import DaemonJson
 from hardline.deploys.gather import Need, host_facts, need
@@ -70,7 +69,7 @@ def docker_daemon() -> None:
     current = facts.get(DaemonJson, path=data["docker_daemon_json_path"])
     setattr(host.data, DAEMON_JSON_PLANNED, data["docker_daemon_json_path"])
     daemon_json(
-        name=f"[{load_catalog().benchmark} 2.x] daemon.json: " + ", ".join(
+        name="[cis-docker:1.6.0:2.x] daemon.json: " + ", ".join(
             f"{c.id} {c.params['key']}" for c in controls(config, "daemon_option") if "set" in c.params),
         path=data["docker_daemon_json_path"], settings=desired_settings(config, current), service=service,
         socket=data["docker_socket_path"], restart_timeout=data["docker_restart_timeout"],

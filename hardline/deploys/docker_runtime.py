@@ -25,7 +25,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import systemd
 
-from hardline.deploys.common import DEFAULTS, HardlineDataError, controls, host_config
+from hardline.deploys.common import DEFAULTS, HardlineDataError, controls, host_config, op_name
 from hardline.deploys.facts import ExecStart, LoadedAuditRules, PathStat
 from hardline.deploys.gather import Need, host_facts, need
 from hardline.deploys.operations.converge import audit_rules_loaded, directory, file_needs, line_in_file, managed_file
@@ -96,15 +96,17 @@ def needs(config: HostConfig) -> list[Need]:
 
 
 def content_trust(config: HostConfig) -> None:
-    if not config.data["docker_content_trust"] or not controls(config, "content_trust"):
+    applied = controls(config, "content_trust")
+    if not config.data["docker_content_trust"] or not applied:
         return
-    line_in_file(name="[cis-docker 4.5] DOCKER_CONTENT_TRUST=1 for every login (/etc/environment)",
+    line_in_file(name=op_name(applied[0], "DOCKER_CONTENT_TRUST=1 for every login (/etc/environment)"),
                  path="/etc/environment", line=r"^\s*(export\s+)?DOCKER_CONTENT_TRUST=.*$", replace="DOCKER_CONTENT_TRUST=1")
 
 
 def exec_audit_rule(config: HostConfig) -> None:
     data = config.data
-    if not data["auditd_docker_client_exec"] or not controls(config, "exec_audit"):
+    applied = controls(config, "exec_audit")
+    if not data["auditd_docker_client_exec"] or not applied:
         return
     facts = host_facts()
     cli = facts.get(Which, command="docker")
@@ -113,7 +115,7 @@ def exec_audit_rule(config: HostConfig) -> None:
     rule = f"-w {cli} -p x -k {data['auditd_exec_key']}"  # the key is a validated audit_key
     path = _exec_rules_file(config)
     previous = facts.get(FileContents, path=path)
-    managed_file(name="[cis-docker 5.23] audit rule recording docker client executions (exec_audit)",
+    managed_file(name=op_name(applied[0], "audit rule recording docker client executions (exec_audit)"),
                  dest=path, content=f"# Managed by hardline: docker exec --privileged/--user root evidence (CIS 5.23, 5.24)\n{rule}\n",
                  mode="640", create_remote_dir=True)
     audit_rules_loaded(name="Load the docker client audit rule", rules=[rule], previous=previous)
@@ -123,16 +125,18 @@ def daemon_tls(config: HostConfig) -> dict[str, Any]:
     """Install TLS material and return the daemon.json keys; add the TCP listeners as flags."""
     data = config.data
     listeners = list(data["docker_tls_hosts"])
-    if not listeners or not controls(config, "daemon_tls"):  # a waived 2.7 is left alone
+    applied = controls(config, "daemon_tls")
+    if not listeners or not applied:  # a waived 2.7 is left alone
         return {}
+    control = applied[0]
     missing = [var for var, *_ in TLS_FILES if not data[var]]
     if missing:
         raise HardlineDataError(f"{config.name}: docker_tls_hosts is set but {', '.join(missing)} is empty")
     tls_dir = _tls_dir(config)
-    directory(name="[cis-docker 2.7] TLS directory", path=tls_dir, user="root", group="root", mode="755")
+    directory(name=op_name(control, "TLS directory"), path=tls_dir, user="root", group="root", mode="755")
     keys: dict[str, Any] = {"tlsverify": True}
     for var, name, mode, key in TLS_FILES:
-        managed_file(name=f"[cis-docker 2.7] {name}", content=_local(config, var), dest=f"{tls_dir}/{name}", mode=mode)
+        managed_file(name=op_name(control, name), content=_local(config, var), dest=f"{tls_dir}/{name}", mode=mode)
         keys[key] = f"{tls_dir}/{name}"
     argv = host_facts().get(ExecStart, unit=f"{data['docker_service_name']}.service")
     if argv:
@@ -140,7 +144,7 @@ def daemon_tls(config: HostConfig) -> dict[str, Any]:
                  for h in ("-H", listener)]
         exec_start = " ".join(shlex.quote(a) for a in without_hosts(argv) + flags)
         dropin = managed_file(
-            name="[cis-docker 2.7] dockerd listens on " + ", ".join(listeners) + " with TLS",
+            name=op_name(control, "dockerd listens on " + ", ".join(listeners) + " with TLS"),
             content=("# Managed by hardline (deploys/docker_runtime.py): docker_tls_hosts\n"
                      f"[Service]\nExecStart=\nExecStart={exec_start}\n"),
             dest=_dropin(config), create_remote_dir=True)
@@ -153,7 +157,7 @@ def seccomp_profile(config: HostConfig) -> dict[str, Any]:
     data = config.data
     if not data["docker_seccomp_profile"]:
         return {}
-    managed_file(name="[cis-docker 5.22] default seccomp profile", content=_local(config, "docker_seccomp_profile"),
+    managed_file(name="[cis-docker:1.6.0:5.22] default seccomp profile", content=_local(config, "docker_seccomp_profile"),
                  dest=_seccomp(config))
     return {"seccomp-profile": _seccomp(config)}
 

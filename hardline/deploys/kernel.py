@@ -91,7 +91,7 @@ def boot_params() -> None:
         wanted = list(dict.fromkeys(wanted))
         loader = facts.get(BootLoader)
         if loader is None:
-            host.noop(f"[{control.benchmark} {control.id}] host does not boot with GRUB (no grub.cfg): boot "
+            host.noop(f"[{control.key}] host does not boot with GRUB (no grub.cfg): boot "
                       f"parameters {' '.join(wanted)} are not managed; set them in its boot loader")
             continue
         if loader["kind"] == "grubby":

@@ -73,7 +73,7 @@ def engine_limits(config: HostConfig) -> None:
         limits = params["limits"]
         states = host_facts().get(UnitStates, units=params["units"])
         if not limits or states is None:
-            host.noop(f"[{control.benchmark} {control.id}] no systemd or no limits: nothing to do")
+            host.noop(f"[{control.key}] no systemd or no limits: nothing to do")
             continue
         settings = " ".join(f"{k}={v}" for k, v in sorted(limits.items()))  # validated: known keys, plain values
         text = ("# Managed by hardline (deploys/platform.py, HL-4.2): edit inventory cgroup_engine_limits instead.\n"

@@ -130,7 +130,7 @@ class DeployRun:
 
 
 def inventory_text(hosts: list[tuple[str, dict[str, Any]]]) -> str:
-    return "hosts = [\n" + "".join(f"    ({name!r}, {data!r}),\n" for name, data in hosts) + "]\n"
+    return "docker_hosts = [\n" + "".join(f"    ({name!r}, {data!r}),\n" for name, data in hosts) + "]\n"
 
 
 def deploy(workdir: Path, hosts: list[tuple[str, dict[str, Any]]] | Path, deploy_code: str | Path, *, dry: bool = False,

@@ -53,13 +53,46 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import functools
+
+import paramiko
 import testinfra
 import testinfra.host
-from hardline.benchmarks.connect import StrictParamikoBackend
+from testinfra.backend.paramiko import ParamikoBackend
 
 from .daemons import descendants, kill_and_wait, set_parent_death_signal, tail
 
 __all__ = ["SSHD", "SshServer", "SshStartError", "StrictParamikoBackend"]
+
+
+class StrictParamikoBackend(ParamikoBackend):
+    """testinfra paramiko backend that checks host keys like OpenSSH/pyinfra do (test support:
+    hardline itself reaches hosts through pyinfra's connectors)."""
+
+    def __init__(self, hostspec: str, *, known_hosts: str | None = None, strict: str = "accept-new", **kwargs: Any):
+        super().__init__(hostspec, **kwargs)
+        self.known_hosts = known_hosts
+        self.strict = strict
+
+    @functools.cached_property
+    def client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        try:
+            client.load_system_host_keys()
+        except (OSError, paramiko.SSHException):
+            pass
+        if self.known_hosts:
+            client.load_host_keys(self.known_hosts)
+        # a changed key is always refused by paramiko (BadHostKeyException); this is for unknown ones
+        accept_unknown = self.strict in ("no", "off", "accept-new", "false")
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if accept_unknown else paramiko.RejectPolicy())
+        client.connect(
+            hostname=self.host.name, port=int(self.host.port or 22), username=self.host.user,
+            key_filename=self.ssh_identity_file, timeout=self.timeout,
+            allow_agent=self.ssh_identity_file is None, look_for_keys=self.ssh_identity_file is None,
+        )
+        return client
+
 
 SSHD = os.environ.get("HL_SSHD", "/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")

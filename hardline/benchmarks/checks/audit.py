@@ -6,7 +6,7 @@ import shlex
 from typing import Any
 
 from hardline.benchmarks.checks.targets import resolve
-from hardline.benchmarks.facts import HostFacts
+from hardline.benchmarks.gather.core import HostFacts
 from hardline.results import FAIL, PASS, SKIP, Verdict
 
 REQUIRED_PERMS = set("wa")  # writes and attribute changes are what an auditor must see

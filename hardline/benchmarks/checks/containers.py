@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hardline.benchmarks.facts import FactError, HostFacts, effective
+from hardline.benchmarks.gather.core import FactError, HostFacts
+from hardline.benchmarks.gather.docker import effective
 from hardline.results import ERROR, FAIL, MANUAL, PASS, SKIP, Verdict
 
 NO_CONTAINERS = "no running containers"
@@ -71,7 +72,7 @@ def per_container(facts: HostFacts, expected: str, judge: Callable[[Container], 
     """Judge every running container: (ok, found). A failing verdict gets the fix as evidence."""
     containers = running(facts)
     if not containers:
-        return [Verdict(PASS, expected=expected, found=NO_CONTAINERS)]
+        return [Verdict(SKIP, expected=expected, found=NO_CONTAINERS + ": nothing to judge")]
     verdicts = []
     for c in containers:
         try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.facts import UNIT_DIRS, FactError, HostFacts, effective
+from hardline.benchmarks.gather.core import FactError, HostFacts
+from hardline.benchmarks.gather.docker import UNIT_DIRS, effective
 
 
 def resolve(target: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> tuple[list[str], str]:
