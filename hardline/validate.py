@@ -51,6 +51,8 @@ SCALARS: dict[str, Scalar] = {
     "profile": _scalar(r"^[a-z0-9][a-z0-9_.-]*$", "an AppArmor profile name (lowercase letters, digits, _ . -)"),
     "cgroup": _scalar(r"^[A-Za-z0-9_./:-]+$", "a cgroup path (letters, digits, _ . / : -)"),
     "apparmor_rule": _scalar(r"^[^\x00-\x1f\x7f]+$", "one AppArmor rule on one line"),
+    "subject": _scalar(r"^[A-Za-z]+:[A-Za-z0-9_.:/*-]+$", "a Kubernetes subject Kind:name (e.g. Group:system:masters)"),
+    "duration": _scalar(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$", "a Go duration (e.g. 4h0m0s, 90s)"),
     "sysctl_value": _scalar(r"^[A-Za-z0-9 ._:/-]*$", "a sysctl value (letters, digits, spaces, _ . : / -)"),
 }
 SYSTEMD_KEY = re.compile(r"^[A-Z][A-Za-z0-9]*$")
@@ -75,6 +77,16 @@ def knows(kind: str) -> bool:
         return True
     _, scalar, _ = _split(kind)
     return scalar in SCALARS
+
+
+def base_type(kind: str) -> str:
+    """The plain type a named type refines: str for path/user/..., list[str] for list[path]..."""
+    if kind in ("systemd_settings", "selinux_booleans"):
+        return "dict[str,str]"
+    if not knows(kind):
+        return kind
+    container, _, _ = _split(kind)
+    return "list[str]" if container == "list" else "str"
 
 
 def scalar_error(scalar: str, value: Any, empty_ok: bool = False) -> str | None:
