@@ -165,12 +165,13 @@ def test_app_armor_profiles():
 
 def test_boot_loader():
     out = ["cfg=/boot/grub/grub.cfg", "args=\tlinux\t/boot/vmlinuz-6.1 root=/dev/vda1 ro quiet", "tool=update-grub",
-           "tool=grub-mkconfig"]
+           "tool=grub-mkconfig", "running=BOOT_IMAGE=/boot/vmlinuz-6.1 root=/dev/vda1 ro"]
     assert BootLoader().process(out) == {"kind": "grub", "cfg": "/boot/grub/grub.cfg", "mkconfig": "update-grub",
-                                         "args": ["root=/dev/vda1", "ro", "quiet"]}
-    rhel = BootLoader().process(["cfg=/boot/grub2/grub.cfg", "tool=grubby", "tool=grub2-mkconfig"])
+                                         "args": ["root=/dev/vda1", "ro", "quiet"],
+                                         "running": ["BOOT_IMAGE=/boot/vmlinuz-6.1", "root=/dev/vda1", "ro"]}
+    rhel = BootLoader().process(["cfg=/boot/grub2/grub.cfg", "tool=grubby", "tool=grub2-mkconfig", "running="])
     assert rhel == {"kind": "grubby", "cfg": "/boot/grub2/grub.cfg", "mkconfig": "grub2-mkconfig -o /boot/grub2/grub.cfg",
-                    "args": []}
+                    "args": [], "running": []}
     assert BootLoader().process(["tool=grubby"]) is None
     grub = [p for p in ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg") if Path(p).exists()]
     assert (run(BootLoader) or {}).get("cfg") == (grub[0] if grub else None)

@@ -94,13 +94,17 @@ def boot_params() -> None:
             host.noop(f"[{control.key}] host does not boot with GRUB (no grub.cfg): boot "
                       f"parameters {' '.join(wanted)} are not managed; set them in its boot loader")
             continue
+        # persisted by an earlier deploy (without kernel_reboot) but not running yet: a reboot is pending
+        pending = all(p in loader["args"] for p in wanted) and any(p not in loader["running"] for p in wanted)
         if loader["kind"] == "grubby":
             missing = [p for p in wanted if p not in loader["args"]]
+            changed = None
             if missing:
                 changed = server.shell(name=op_name(control, f"grubby: add {' '.join(missing)} (reboot needed)"),
                                        commands=[StringCommand("grubby --update-kernel=ALL",
                                                                QuoteString("--args=" + " ".join(missing))).get_raw_value()])
-                _reboot_if(config, changed)
+            if changed is not None or pending:
+                _reboot_if(config, changed, pending)
             continue
         if loader["mkconfig"] is None:
             raise HardlineDataError(f"host {config.name}: {loader['cfg']} exists but neither update-grub nor "
@@ -110,17 +114,24 @@ def boot_params() -> None:
                            dest=GRUB_FILE, content=render("etc/default/grub.d/60-hardline.cfg.j2", params=wanted),
                            create_remote_dir=True)
         stale = any(p not in loader["args"] for p in wanted)
+        regenerated = None
         if stale:  # grub.cfg lacks some: regenerate it now
             regenerated = server.shell(name=op_name(control, f"Regenerate {loader['cfg']}"), commands=[loader["mkconfig"]])
-            _reboot_if(config, regenerated)
         elif cfg.will_change:
             regenerated = server.shell(name=op_name(control, f"Regenerate {loader['cfg']}"), commands=[loader["mkconfig"]],
                                        _if=cfg.did_change)
-            _reboot_if(config, regenerated)
+        if regenerated is not None or pending:
+            _reboot_if(config, regenerated, pending)
 
 
-def _reboot_if(config: HostConfig, changed: OperationMeta) -> None:
+def _reboot_if(config: HostConfig, changed: OperationMeta | None, pending: bool = False) -> None:
+    """Reboot (kernel_reboot) when this run changed the boot configuration, or when an earlier run
+    persisted parameters the running kernel still lacks: switching kernel_reboot on after a deploy
+    without it performs the pending reboot."""
     if config.data["kernel_reboot"]:
-        server.reboot(name="Reboot for the new boot parameters (kernel_reboot: true)", _if=changed.did_change)
+        def needed() -> bool:
+            return pending or (changed is not None and changed.did_change())
+
+        server.reboot(name="Reboot for the new boot parameters (kernel_reboot: true)", _if=needed)
     else:
         host.noop("boot parameters take effect at the next reboot (kernel_reboot: false)")

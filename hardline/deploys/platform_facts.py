@@ -75,18 +75,21 @@ class AppArmorProfiles(FactBase):
 class BootLoader(FactBase):
     """
     How the host boots: "grub" (grub.cfg and update-grub or grub-mkconfig), "grubby" (RHEL
-    family), or None. With the default entry's kernel arguments when readable.
+    family), or None. With the default entry's kernel arguments when readable, and the running
+    kernel's (/proc/cmdline: what differs from the default entry waits for a reboot).
 
     .. code:: python
 
-        {"kind": "grub", "cfg": "/boot/grub/grub.cfg", "mkconfig": "update-grub", "args": ["ro", "quiet"]}
+        {"kind": "grub", "cfg": "/boot/grub/grub.cfg", "mkconfig": "update-grub", "args": ["ro", "quiet"],
+         "running": ["BOOT_IMAGE=/boot/vmlinuz-6.1.0-13-amd64", "root=UUID=...", "ro", "quiet"]}
     """
 
     @override
     def command(self) -> str:
         return ("for f in /boot/grub/grub.cfg /boot/grub2/grub.cfg; do [ -f \"$f\" ] && { echo \"cfg=$f\"; "
                 "grep -m1 -E '^[[:space:]]*linux(16|efi)?[[:space:]]' \"$f\" | sed 's/^/args=/'; break; }; done; "
-                "for t in grubby update-grub grub-mkconfig grub2-mkconfig; do command -v $t >/dev/null && echo \"tool=$t\"; done; true")
+                "for t in grubby update-grub grub-mkconfig grub2-mkconfig; do command -v $t >/dev/null && echo \"tool=$t\"; done; "
+                "echo \"running=$(cat /proc/cmdline)\"; true")
 
     @override
     def process(self, output: list[str]) -> dict[str, Any] | None:
@@ -105,7 +108,8 @@ class BootLoader(FactBase):
         mkconfig = ("update-grub" if "update-grub" in tools else
                     f"grub-mkconfig -o {cfg}" if "grub-mkconfig" in tools else
                     f"grub2-mkconfig -o {cfg}" if "grub2-mkconfig" in tools else None)
-        return {"kind": kind, "cfg": raw["cfg"], "mkconfig": mkconfig, "args": raw.get("args", "").split()[2:]}
+        return {"kind": kind, "cfg": raw["cfg"], "mkconfig": mkconfig, "args": raw.get("args", "").split()[2:],
+                "running": raw.get("running", "").split()}
 
 
 class UnitStates(FactBase):
