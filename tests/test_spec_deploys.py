@@ -90,8 +90,8 @@ def test_boot_params_grubby_adds_only_what_is_missing():
                                 "args": ["ro", "audit=1"], "running": ["ro", "audit=1"]}}
     ((name, commands, _),) = planned(boot_params, facts, {"hardline_lsm": "selinux"})
     assert name.startswith("[hardline-platform:1:HL-1.3] grubby: add audit_backlog_limit=8192")
-    assert commands == ["grubby --update-kernel=ALL '--args=audit_backlog_limit=8192 slab_nomerge init_on_alloc=1 "
-                        "page_alloc.shuffle=1 selinux=1 systemd.unified_cgroup_hierarchy=1'"]
+    assert commands == [("grubby --update-kernel=ALL '--args=audit_backlog_limit=8192 slab_nomerge init_on_alloc=1 "
+                        "page_alloc.shuffle=1 selinux=1 systemd.unified_cgroup_hierarchy=1'")]
 
 
 # ---- LSM ------------------------------------------------------------------------------------------
@@ -160,11 +160,11 @@ def test_platform_limits_changed_at_runtime_services_running_and_packages_instal
         "Load the 1 platform audit rules"]
     assert plan[0][1] == ["systemctl set-property --runtime docker.service TasksMax=32768"]
     assert plan[1][1][0].startswith("HL_PROTECTED='^(openssh-server|") and plan[1][1][0].endswith("' hardline telnet")
-    assert plan[2][1] == ["systemctl mask --now cups.service 2>/dev/null || { systemctl disable --now cups.service ; "
+    assert plan[2][1] == [("systemctl mask --now cups.service 2>/dev/null || { systemctl disable --now cups.service ; "
                           "echo 'hardline: cups.service stopped and disabled, not masked: its unit file is in "
-                          "/etc/systemd/system' >&2; }"]
-    assert plan[3][1] == ['rc=0; if [ -e /etc/passwd ]; then auditctl -w /etc/passwd -p wa -k identity || rc=1; else echo '
-                          "'hardline: /etc/passwd does not exist, watch not loaded' >&2; fi; test \"$rc\" = 0"]
+                          "/etc/systemd/system' >&2; }")]
+    assert plan[3][1] == [('rc=0; if [ -e /etc/passwd ]; then auditctl -w /etc/passwd -p wa -k identity || rc=1; else echo '
+                          "'hardline: /etc/passwd does not exist, watch not loaded' >&2; fi; test \"$rc\" = 0")]
 
 
 def test_platform_immutable_rules_are_made_immutable_once():

@@ -80,7 +80,7 @@ def planned(deploy: Callable[[], None], facts: dict[Need, Any], data: dict[str, 
             if op_hash not in state.ops[host]:
                 continue
             op_data = state.get_op_data_for_host(host, op_hash)
-            name = sorted(state.op_meta[op_hash].names)[0].split(" | ", 1)[-1]
+            name = min(state.op_meta[op_hash].names).split(" | ", 1)[-1]
             sent = commands(op_data.command_generator())
             if sent:
                 out.append((name, sent, bool(op_data.global_arguments.get("_if"))))
