@@ -23,6 +23,7 @@ from hardline.deploys.facts import (
     GlobStats,
     GroupMembers,
     LoadedAuditRules,
+    PasswdEntry,
     PathStat,
     UnitFile,
 )
@@ -101,6 +102,15 @@ def test_group_members():
     assert GroupMembers().process([""]) is None
     assert run(GroupMembers, group="root") == grp.getgrnam("root").gr_mem
     assert run(GroupMembers, group="hld-no-such-group") is None
+
+
+def test_passwd_entry():
+    assert command(PasswdEntry, user="dockremap") == "getent passwd dockremap || true"
+    assert PasswdEntry().process(["dockremap:x:107:112::/nonexistent:/usr/sbin/nologin"]) == {
+        "uid": 107, "gid": 112, "home": "/nonexistent", "shell": "/usr/sbin/nologin"}
+    assert PasswdEntry().process([""]) is None
+    assert run(PasswdEntry, user="root")["uid"] == 0
+    assert run(PasswdEntry, user="hld-no-such-user") is None
 
 
 def test_daemon_json(tmp_path):

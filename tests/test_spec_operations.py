@@ -12,7 +12,7 @@ from pyinfra.facts.files import Directory, File, FileContents, FindInFile, Sha1F
 from pyinfra.facts.selinux import SEBoolean
 from pyinfra.facts.server import Groups, Os, Sysctl, Users, Which
 
-from hardline.deploys.facts import DaemonJson, GroupMembers, LoadedAuditRules, PathStat
+from hardline.deploys.facts import DaemonJson, GroupMembers, LoadedAuditRules, PasswdEntry, PathStat
 from hardline.deploys.gather import need
 from hardline.deploys.operations.converge import (
     audit_rules_loaded,
@@ -206,11 +206,13 @@ def test_sysctl_value_compliant_and_changed():
 # ---- system_user ----------------------------------------------------------------------------------
 
 def test_system_user_exists_or_is_created():
-    present = {"dockremap": {"home": "/nonexistent", "shell": "/usr/sbin/nologin", "group": "dockremap", "groups": []}}
-    with spec_host({need(Users): present}):
+    present = {"uid": 107, "gid": 112, "home": "/nonexistent", "shell": "/usr/sbin/nologin"}
+    with spec_host({need(PasswdEntry, user="dockremap"): present}) as host:
         assert commands(system_user._inner(user="dockremap")) == []
-    facts = {need(Users): {}, need(Groups): [], need(Os): "Linux", need(Which, command="useradd"): "/usr/sbin/useradd",
-             need(Directory, path="/nonexistent"): None}
+        assert host.asked == []
+    # absent: pyinfra's server.user creates it (reading its own facts, on this path only)
+    facts = {need(PasswdEntry, user="dockremap"): None, need(Users): {}, need(Groups): [], need(Os): "Linux",
+             need(Which, command="useradd"): "/usr/sbin/useradd", need(Directory, path="/nonexistent"): None}
     with spec_host(facts):
         (useradd,) = commands(system_user._inner(user="dockremap"))  # and no mkdir of /nonexistent
     assert useradd.startswith("useradd") and "-r" in useradd.split() and useradd.endswith(" dockremap")

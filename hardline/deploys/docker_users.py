@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 from pyinfra.facts.files import FileContents
-from pyinfra.facts.server import Users
 
 from hardline.deploys.common import DEFAULTS, controls, host_config, op_name
-from hardline.deploys.facts import GroupMembers
+from hardline.deploys.facts import GroupMembers, PasswdEntry
 from hardline.deploys.gather import Need, host_facts, need
 from hardline.deploys.operations.converge import line_in_file, system_user
 from hardline.deploys.operations.hardening import group_members_only
@@ -28,7 +27,7 @@ def needs(config: HostConfig) -> list[Need]:
     """Every fact the users deploy reads, for one batch."""
     out = [need(GroupMembers, group=c.resolve(config.data)["group"]) for c in controls(config, "group_members")]
     if remap_user(config):
-        out += [need(Users), *(need(FileContents, path=p) for p in SUBID_FILES)]
+        out += [need(PasswdEntry, user=remap_user(config)), *(need(FileContents, path=p) for p in SUBID_FILES)]
     return out
 
 

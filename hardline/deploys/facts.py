@@ -110,6 +110,28 @@ class GroupMembers(FactBase):
         return [m for m in output[0].strip().split(":", 3)[3].split(",") if m]
 
 
+class PasswdEntry(FactBase):
+    """
+    A user's passwd entry, or None when there is no such user. (pyinfra's Users fact runs about a
+    dozen processes per user of the host: seconds on a small VM, for one user's existence.)
+
+    .. code:: python
+
+        {"uid": 107, "gid": 112, "home": "/nonexistent", "shell": "/usr/sbin/nologin"}
+    """
+
+    @override
+    def command(self, user: str) -> StringCommand:
+        return StringCommand("getent passwd", QuoteString(user), "|| true")
+
+    @override
+    def process(self, output: list[str]) -> dict[str, Any] | None:
+        fields = output[0].strip().split(":") if output else []
+        if len(fields) != 7:
+            return None
+        return {"uid": int(fields[2]), "gid": int(fields[3]), "home": fields[5], "shell": fields[6]}
+
+
 class DaemonJson(FactBase):
     """
     Parsed content of a daemon.json: {} when absent, {"__invalid__": text} when not JSON.

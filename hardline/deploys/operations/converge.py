@@ -23,11 +23,11 @@ from pyinfra.api import operation
 from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.util import try_int
 from pyinfra.facts.files import File, FileContents, Sha1File
-from pyinfra.facts.server import Sysctl, Users
+from pyinfra.facts.server import Sysctl
 from pyinfra.operations import files, selinux, server
 from pyinfra.operations.util.files import adjust_regex, ensure_mode_int
 
-from hardline.deploys.facts import LoadedAuditRules, PathStat
+from hardline.deploys.facts import LoadedAuditRules, PasswdEntry, PathStat
 from hardline.deploys.gather import Need, host_facts, need
 from hardline.deploys.platform_facts import AuditEnabled, LoadedModules, SelinuxBooleans
 
@@ -133,8 +133,8 @@ def system_user(user: str, shell: str = "/usr/sbin/nologin", home: str = "/nonex
     + user: name
     + shell, home: login shell and home field
     """
-    existing = host_facts().get(Users).get(user)
-    if existing and existing.get("shell") == shell and existing.get("home") == home:
+    existing = host_facts().get(PasswdEntry, user=user)
+    if existing and existing["shell"] == shell and existing["home"] == home:
         host.noop(f"user {user} exists")
         return
     # ensure_home=False: pyinfra would otherwise create /nonexistent, the path that means "no home"
