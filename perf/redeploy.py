@@ -17,6 +17,7 @@ key of the run's own and are removed after it.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 import tempfile
@@ -33,8 +34,17 @@ def row(label: str, seconds: float, run: DeployRun) -> str:
     hosts = sorted(run.commands) or ["-"]
     commands = sum(run.commands.values())
     changed = sum(len(v) for v in run.changed.values())
+    waiting = sum(run.host_seconds(h) for h in hosts)
     return (f"{label:<10} {seconds:6.1f} s  {commands:4d} commands  {sum(run.uploads.values()):3d} uploads  "
-            f"{changed:3d} operations changed  ({len(hosts)} host{'s' * (len(hosts) != 1)}, exit {run.returncode})")
+            f"{changed:3d} operations changed  {waiting:6.1f} s on the host{'s' * (len(hosts) != 1)}, "
+            f"{run.seconds - waiting:5.1f} s in pyinfra  (exit {run.returncode})")
+
+
+def slowest(run: DeployRun, n: int = 5) -> list[str]:
+    """The commands or transfers that took longest, for finding where a deploy's time goes."""
+    items = sorted((t for ts in run.timings.values() for t in ts), key=lambda t: -t[1])[:n]
+    return [f"    {seconds:6.1f} s  {kind.replace('run_shell_command', 'command')}: {what[:90]!r}"
+            for kind, seconds, what in items]
 
 
 def measure(work: Path, inventory: Path, entry: Path, env: dict[str, str], args: argparse.Namespace) -> int:
@@ -49,6 +59,8 @@ def measure(work: Path, inventory: Path, entry: Path, env: dict[str, str], args:
                      extra_args=extra, pythonpath=pythonpath, cwd=cwd, expect_state=False, timeout=3600)
         runs.append((label, time.monotonic() - began, run))
         print(row(label, runs[-1][1], run), flush=True)
+        if args.slowest:
+            print("\n".join(slowest(run, args.slowest)), flush=True)
         if run.returncode != 0:
             print(run.tail(3000), file=sys.stderr)
             return 1
@@ -71,10 +83,16 @@ def container_target(work: Path, args: argparse.Namespace) -> int:
     with DaemonFactory() as factory:
         daemon = factory.start({})
         with whole_host(daemon, work) as (container, data):
+            data.update(dict(args.set or []))
             inventory = work / "inventory.py"
             inventory.write_text(inventory_text([(container.host, data)]))
             print(f"target: Debian userland container {container.name} (throw-away dockerd), deploy {entry_file(args)}")
             return measure(work, inventory, entry_file(args), daemon.env(), args)
+
+
+def setting(text: str) -> tuple[str, object]:
+    name, _, value = text.partition("=")
+    return name, ast.literal_eval(value)
 
 
 def entry_file(args: argparse.Namespace) -> Path:
@@ -92,6 +110,9 @@ def main() -> int:
     parser.add_argument("--entry", help="deploy file (default: the packaged hardline/deploys/entry.py)")
     parser.add_argument("--checkout", help="run this other checkout's deploys (its hardline first on PYTHONPATH)")
     parser.add_argument("--redeploy-only", action="store_true", help="the hosts are deployed already: re-deploy and dry run")
+    parser.add_argument("--slowest", type=int, default=0, metavar="N", help="also list the N slowest commands of each run")
+    parser.add_argument("--set", action="append", type=setting, metavar="NAME=VALUE",
+                        help="inventory data of the container target (a Python literal), e.g. auditd_immutable=False")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hld-perf-") as tmp:
         work = Path(tmp)

@@ -119,20 +119,20 @@ def test_managed_file_same_content_owner_and_mode_is_no_change():
 
 
 def test_managed_file_new_file_is_uploaded_with_owner_and_mode():
-    facts = {need(File, path="/etc/sysctl.d/h.conf"): None, need(Sha1File, path="/etc/sysctl.d/h.conf"): None,
-             need(Directory, path="/etc/sysctl.d/h.conf"): None, need(Directory, path="/etc/sysctl.d"): None}
-    with spec_host(facts):
+    facts = {need(File, path="/etc/sysctl.d/h.conf"): None, need(Sha1File, path="/etc/sysctl.d/h.conf"): None}
+    with spec_host(facts) as host:
         assert commands(managed_file._inner(dest="/etc/sysctl.d/h.conf", content=CONTENT, mode="640",
                                             create_remote_dir=True)) \
-            == ["mkdir -p /etc/sysctl.d", "chown root:root /etc/sysctl.d", f"upload /etc/sysctl.d/h.conf {len(CONTENT)} bytes",
-                "chown root:root /etc/sysctl.d/h.conf", "chmod 640 /etc/sysctl.d/h.conf"]
+            == ["mkdir -p /etc/sysctl.d", f"upload /etc/sysctl.d/h.conf {len(CONTENT)} bytes",
+                "chown root:root /etc/sysctl.d/h.conf && chmod 640 /etc/sysctl.d/h.conf"]
+        assert host.asked == []  # decided from the gathered facts: nothing read again
 
 
 def test_managed_file_other_content_or_mode_is_a_change():
     other = {need(File, path="/etc/h.conf"): file_fact(), need(Sha1File, path="/etc/h.conf"): "0" * 40}
     with spec_host(other):
         assert commands(managed_file._inner(dest="/etc/h.conf", content=CONTENT)) \
-            == [f"upload /etc/h.conf {len(CONTENT)} bytes", "chown root:root /etc/h.conf", "chmod 644 /etc/h.conf"]
+            == [f"upload /etc/h.conf {len(CONTENT)} bytes", "chown root:root /etc/h.conf && chmod 644 /etc/h.conf"]
     loose = {need(File, path="/etc/h.conf"): file_fact(mode=666), need(Sha1File, path="/etc/h.conf"): SHA1}
     with spec_host(loose):
         assert commands(managed_file._inner(dest="/etc/h.conf", content=CONTENT)) == ["chmod 644 /etc/h.conf"]
@@ -197,10 +197,11 @@ def test_sysctl_value_compliant_and_changed():
         assert commands(sysctl_value._inner(key="kernel.kptr_restrict", value=1, keys=keys)) == []
         assert commands(sysctl_value._inner(key="net.ipv4.tcp_rmem", value="4096 131072 6291456", keys=keys)) == []
         assert host.asked == []
-    facts = {need(Sysctl, keys=keys): {**current, "kernel.kptr_restrict": 0},
-             need(Sysctl, keys=["kernel.kptr_restrict"]): {"kernel.kptr_restrict": 0}}
-    with spec_host(facts):
+    with spec_host({need(Sysctl, keys=keys): {**current, "kernel.kptr_restrict": 0}}) as host:
         assert commands(sysctl_value._inner(key="kernel.kptr_restrict", value=1, keys=keys)) == ["sysctl kernel.kptr_restrict=1"]
+        assert commands(sysctl_value._inner(key="net.ipv4.tcp_rmem", value="4096 87380 6291456", keys=keys)) \
+            == ["sysctl net.ipv4.tcp_rmem='4096 87380 6291456'"]
+        assert host.asked == []
 
 
 # ---- system_user ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,19 +67,24 @@ def main() -> None:
     from pyinfra_cli.main import main as pyinfra_cli_main
 
     report: dict[str, Any] = {"commands": Counter(), "uploads": Counter(), "downloads": Counter(),
-                              "command_list": {}, "changed": None, "stage": "start"}
+                              "command_list": {}, "timings": {}, "changed": None, "stage": "start",
+                              "started": time.monotonic()}
 
     def counting(method: str, counter: str) -> None:
         original = getattr(Host, method)
 
         def wrapper(self: Host, *args: Any, **kwargs: Any) -> Any:
             report[counter][self.name] += 1
+            command = args[0] if args else kwargs.get("command")
+            text = str(command.get_masked_value()) if command is not None and hasattr(command, "get_masked_value") \
+                else str(command)
             if method == "run_shell_command":
-                command = args[0] if args else kwargs.get("command")
-                text = str(command.get_masked_value()) if command is not None and hasattr(command, "get_masked_value") \
-                    else str(command)
                 report["command_list"].setdefault(self.name, []).append(text[:300])
-            return original(self, *args, **kwargs)
+            began = time.monotonic()
+            try:
+                return original(self, *args, **kwargs)
+            finally:  # seconds the host (and the connection) took, per command or transfer
+                report["timings"].setdefault(self.name, []).append([method, time.monotonic() - began, text[:120]])
 
         setattr(Host, method, wrapper)
 
@@ -99,6 +105,7 @@ def main() -> None:
     cli_module.print_meta, cli_module.print_results = print_meta, print_results
 
     def dump() -> None:
+        report["seconds"] = time.monotonic() - report.pop("started")
         Path(os.environ[REPORT_ENV]).write_text(json.dumps(report))
 
     atexit.register(dump)
@@ -120,6 +127,12 @@ class DeployRun:
     commands: dict[str, int] = field(default_factory=dict)  # host -> commands sent
     uploads: dict[str, int] = field(default_factory=dict)
     command_list: dict[str, list[str]] = field(default_factory=dict)
+    timings: dict[str, list[tuple[str, float, str]]] = field(default_factory=dict)  # host -> (kind, seconds, what)
+    seconds: float = 0.0  # the pyinfra process from start to exit
+
+    def host_seconds(self, host: str) -> float:
+        """Seconds spent waiting on one host's commands and transfers."""
+        return sum(t for _, t, _ in self.timings.get(host, []))
 
     def sent(self, host: str) -> int:
         """Commands plus file transfers sent to one host."""
@@ -164,7 +177,8 @@ def deploy(workdir: Path, hosts: list[tuple[str, dict[str, Any]]] | Path, deploy
     ops = data["changed"] or {}
     run = DeployRun(proc.returncode, output, data["stage"], {h: v["changed"] for h, v in ops.items()},
                     {h: v["conditional"] for h, v in ops.items()}, dict(data["commands"]), dict(data["uploads"]),
-                    data["command_list"])
+                    data["command_list"], {h: [tuple(t) for t in ts] for h, ts in data["timings"].items()},
+                    data.get("seconds", 0.0))
     if expect_state and run.stage != ("planned" if dry else "executed"):
         raise AssertionError(f"pyinfra stopped before its {'plan' if dry else 'results'} (stage {run.stage}, "
                              f"exit {proc.returncode}): the change count cannot be read\n{output[-3000:]}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import posixpath
 import re
 import shlex
 from pathlib import Path
@@ -20,21 +21,17 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.api.command import QuoteString, StringCommand
+from pyinfra.api.command import FileUploadCommand, QuoteString, StringCommand
 from pyinfra.api.util import try_int
 from pyinfra.facts.files import File, FileContents, Sha1File
-from pyinfra.facts.server import Sysctl
+from pyinfra.facts.server import Sysctl, TmpDir
 from pyinfra.operations import files, selinux, server
+from pyinfra.operations.util import files as file_utils
 from pyinfra.operations.util.files import adjust_regex, ensure_mode_int
 
 from hardline.deploys.facts import LoadedAuditRules, PasswdEntry, PathStat
 from hardline.deploys.gather import Need, host_facts, need
 from hardline.deploys.platform_facts import AuditEnabled, LoadedModules, SelinuxBooleans
-
-
-def file_needs(*paths: str) -> list[Need]:
-    """What :func:`managed_file` reads about each path."""
-    return [n for p in paths for n in (need(File, path=p), need(Sha1File, path=p))]
 
 
 def _bytes(content: str | bytes | Path) -> bytes:
@@ -43,29 +40,46 @@ def _bytes(content: str | bytes | Path) -> bytes:
     return content.encode() if isinstance(content, str) else content
 
 
+def file_needs(*paths: str) -> list[Need]:
+    """What :func:`managed_file` reads about each path, and where uploads are staged."""
+    return [need(TmpDir), *(n for p in paths for n in (need(File, path=p), need(Sha1File, path=p)))]
+
+
 @operation()
 def managed_file(dest: str, content: str | bytes | Path, user: str = "root", group: str = "root", mode: str = "644",
                  create_remote_dir: bool = False):
     """
-    A file with this content, owner and mode (pyinfra's ``files.put`` makes the change).
+    A file with this content, owner and mode.
 
     + dest: path on the host
     + content: the text or bytes, or a local file (Path) to upload
     + user, group, mode: owner and permission bits of the file
+    + create_remote_dir: create the file's directory when the file is new
 
-    Compliant when the gathered ``File`` and ``Sha1File`` facts show the same sha1, owner and
-    mode: nothing is sent.
+    Decided from the gathered ``File`` and ``Sha1File`` facts, as pyinfra's ``files.put`` decides
+    (same sha1, owner and mode: nothing is sent). A change is pyinfra's own upload command and
+    its chown/chmod, in one command: ``files.put`` would read File, Directory and Sha1File again
+    first, three more round trips per file on a first deploy.
     """
     data = _bytes(content)
     facts = host_facts()
     current, sha1 = facts.get(File, path=dest), facts.get(Sha1File, path=dest)
-    if (current and sha1 == hashlib.sha1(data).hexdigest() and current["mode"] == ensure_mode_int(mode)
-            and current["user"] == user and current["group"] == group):
+    same = bool(current) and sha1 == hashlib.sha1(data).hexdigest()
+    owned = bool(current) and current["user"] == user and current["group"] == group
+    moded = bool(current) and current["mode"] == ensure_mode_int(mode)
+    if same and owned and moded:
         host.noop(f"{dest} is up to date")
         return
-    src = str(content) if isinstance(content, Path) else io.BytesIO(data)
-    yield from files.put._inner(src=src, dest=dest, user=user, group=group, mode=mode,
-                                create_remote_dir=create_remote_dir)
+    if not current and create_remote_dir:
+        yield StringCommand("mkdir -p", QuoteString(posixpath.dirname(dest)))
+    if not same:
+        src = str(content) if isinstance(content, Path) else io.BytesIO(data)
+        yield FileUploadCommand(src, dest, remote_temp_filename=host.get_temp_filename(
+            dest, temp_directory=facts.get(TmpDir) or host.state.config.DEFAULT_TEMP_DIR))
+    fixes = [cmd for cmd, needed in ((file_utils.chown(dest, user, group), not same or not owned),
+                                     (file_utils.chmod(dest, mode), not same or not moded)) if needed]
+    if fixes:
+        yield StringCommand(*fixes, _separator=" && ") if len(fixes) > 1 else fixes[0]
 
 
 @operation()
@@ -112,7 +126,9 @@ def sysctl_wanted(value: str | int) -> Any:
 @operation()
 def sysctl_value(key: str, value: str | int, keys: list[str]):
     """
-    A kernel parameter at this value now (pyinfra's ``server.sysctl`` makes the change).
+    A kernel parameter at this value now: compared as pyinfra's ``server.sysctl`` compares, and
+    changed with the command it sends (which would first read the value again, one more round
+    trip per changed key).
 
     + key: sysctl name
     + value: the value wanted
@@ -122,7 +138,7 @@ def sysctl_value(key: str, value: str | int, keys: list[str]):
     if current.get(key) == sysctl_wanted(value):
         host.noop(f"{key} is {value}")
         return
-    yield from server.sysctl._inner(key=key, value=value)
+    yield StringCommand("sysctl", StringCommand(QuoteString(key), "=", QuoteString(str(value)), _separator=""))
 
 
 @operation()
