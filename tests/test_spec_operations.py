@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pyinfra.facts.files import Directory, File, FileContents, FindInFile, Sha1File
 from pyinfra.facts.selinux import SEBoolean
-from pyinfra.facts.server import Groups, Os, Sysctl, Users, Which
+from pyinfra.facts.server import Sysctl
 
 from hardline.deploys.facts import DaemonJson, GroupMembers, LoadedAuditRules, PasswdEntry, PathStat
 from hardline.deploys.gather import need
@@ -211,13 +211,12 @@ def test_system_user_exists_or_is_created():
     with spec_host({need(PasswdEntry, user="dockremap"): present}) as host:
         assert commands(system_user._inner(user="dockremap")) == []
         assert host.asked == []
-    # absent: pyinfra's server.user creates it (reading its own facts, on this path only)
-    facts = {need(PasswdEntry, user="dockremap"): None, need(Users): {}, need(Groups): [], need(Os): "Linux",
-             need(Which, command="useradd"): "/usr/sbin/useradd", need(Directory, path="/nonexistent"): None}
-    with spec_host(facts):
-        (useradd,) = commands(system_user._inner(user="dockremap"))  # and no mkdir of /nonexistent
-    assert useradd.startswith("useradd") and "-r" in useradd.split() and useradd.endswith(" dockremap")
-    assert "-s /usr/sbin/nologin" in useradd and "-d /nonexistent" in useradd
+    with spec_host({need(PasswdEntry, user="dockremap"): None}):  # and no mkdir of /nonexistent
+        assert commands(system_user._inner(user="dockremap")) == [
+            "useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin dockremap"]
+    with spec_host({need(PasswdEntry, user="dockremap"): {**present, "shell": "/bin/bash"}}):
+        assert commands(system_user._inner(user="dockremap")) == [
+            "usermod --home /nonexistent --shell /usr/sbin/nologin dockremap"]
 
 
 # ---- selinux_boolean ------------------------------------------------------------------------------
