@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from hardline import validate
 from hardline.catalog import ROLES, Catalog, Control, available, defaults, load_catalog, tunables
 
 # Keys in these namespaces belong to hardline: an unknown one is a typo, not someone else's data.
@@ -120,6 +121,8 @@ class HostConfig:
 
 def _type_error(kind: str, value: Any) -> str | None:
     """Why ``value`` is not of tunable type ``kind`` (None if it is)."""
+    if validate.knows(kind):  # names, paths, units...: hardline/validate.py
+        return validate.type_error(kind, value)
     if kind == "bool":
         return None if isinstance(value, bool) else "must be true or false"
     if kind == "int":
@@ -166,6 +169,8 @@ def _sysctls_error(value: Any) -> str | None:
             return f"{key!r} is not a sysctl name (like net.ipv4.tcp_syncookies)"
         if isinstance(val, bool) or not isinstance(val, (int, str)):
             return f"{key}: value must be an integer or a string"
+        if isinstance(val, str) and validate.scalar_error("sysctl_value", val):
+            return f"{key}: {validate.scalar_error('sysctl_value', val)}"
     return None
 
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from hardline.catalog import CATALOG_DIR, VAR_REF, load_catalog, tunables, var_refs, version_key
+from hardline.validate import base_type
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = yaml.safe_load((CATALOG_DIR / "kinds" / "kubernetes.yml").read_text())
@@ -174,7 +175,7 @@ def test_variables_are_declared_listed_and_of_a_fitting_type(catalog):
             whole = VAR_REF.match(value) if isinstance(value, str) else None
             if not whole:
                 continue
-            declared = known[whole.group(1)].type
+            declared = base_type(known[whole.group(1)].type)  # path, user, list[name]...: str or list[str]
             wanted = spec[name]["type"]
             if name in ("value",) and c.params.get("op") in ("gte", "lte"):
                 wanted = "int"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pyinfra import host, inventory
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.util import get_template
 
 from hardline.catalog import Control, defaults
 from hardline.inventory import HostConfig, InventoryError, applicable_catalogs, check_host, pyinfra_sources
@@ -51,3 +52,8 @@ def controls(config: HostConfig, *kinds: str) -> list[Control]:
 def op_name(control: Control, text: str) -> str:
     """Operation names start with the control key, so output and logs can be searched by it."""
     return f"[{control.key}] {text}"
+
+
+def render(template: str, **values: object) -> str:
+    """A template of templates/ rendered as pyinfra's files.template renders it (jinja2, strict)."""
+    return get_template(str(TEMPLATES / template)).render(**values)
