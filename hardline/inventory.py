@@ -52,6 +52,9 @@ LOG_DRIVER_OPTS: dict[str, set[str]] = {
                "splunk-verify-connection", "splunk-gzip", "splunk-gzip-level"},
     "none": set(),
 }
+# ausearch -ts keywords (dates would depend on the host's locale)
+AUSEARCH_STARTS = ("", "recent", "this-hour", "boot", "today", "yesterday", "this-week", "week-ago", "this-month",
+                   "this-year")
 NON_CENTRAL_LOG_DRIVERS = {"json-file", "local", "none"}
 ULIMIT_NAMES = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
                 "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"}
@@ -301,6 +304,11 @@ def _platform_contradictions(data: dict[str, Any], add) -> None:
         if PROTECTED_UNITS.match(unit):
             add("platform_services_masked", f"refusing to mask {unit!r}: it would cut the deploying SSH connection, "
                 "stop the container engine or a core system service")
+    if data["auditd_exec_search_start"] not in AUSEARCH_STARTS:
+        add("auditd_exec_search_start", f"must be empty or one of {', '.join(AUSEARCH_STARTS[1:])}, "
+            f"got {data['auditd_exec_search_start']!r}")
+    if data["hardline_docker_client"] not in ("auto", "api", "cli"):
+        add("hardline_docker_client", f"must be auto, api or cli, got {data['hardline_docker_client']!r}")
     lsm = data["hardline_lsm"]
     if lsm not in LSMS:
         add("hardline_lsm", f"must be one of {', '.join(LSMS)}, got {lsm!r}")

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 lab_pkgs=(qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client)
-test_pkgs=(docker.io openssh-server openssh-client auditd busybox-static openssl iproute2 util-linux passwd procps chromium sudo)
+test_pkgs=(docker.io openssh-server openssh-client auditd busybox-static openssl iproute2 util-linux passwd procps chromium sudo strace)
 pkgs=("${lab_pkgs[@]}")
 [ "${1:-all}" = lab ] || pkgs+=("${test_pkgs[@]}")
 missing=()
