@@ -84,8 +84,7 @@ def _sock(data: dict[str, Any]) -> str:
 # what answers the fact on a host without python3
 DAEMON_CLI = {
     "info": lambda sock: shell("info", 'docker -H "unix://$1" info --format "{{json .}}"', sock),
-    "bridge": lambda sock: shell("bridge", 'docker -H "unix://$1" network inspect bridge --format "{{json .Options}}"',
-                                 sock),
+    "bridge": lambda sock: shell("bridge", 'docker -H "unix://$1" network inspect bridge --format "{{json .}}"', sock),
     "containers": lambda sock: shell("containers", CONTAINERS, sock),
     "container_procs": lambda sock: shell("container_procs", CPROCS),
     "images": lambda sock: shell("images", IMAGES, sock),
@@ -143,9 +142,10 @@ def _parse_info(facts: HostFacts, data: dict[str, Any]) -> None:
 
 
 def _parse_bridge(facts: HostFacts, data: dict[str, Any]) -> None:
+    """The default bridge network's Options (its inspect document is gathered)."""
     json_section(facts, "bridge", "unparseable")
-    if "bridge" in facts.values:  # a bridge without options prints null
-        facts.values["bridge"] = facts.values["bridge"] or {}
+    if "bridge" in facts.values:  # a bridge without options has null
+        facts.values["bridge"] = (facts.values["bridge"] or {}).get("Options") or {}
 
 
 def _parse_units(facts: HostFacts, data: dict[str, Any]) -> None:
