@@ -34,8 +34,24 @@ from typing import Any, Callable
 _SESSIONS: dict[str, Any] = {}  # connected hosts kept between "run" requests
 
 
+def _tune_paramiko() -> None:
+    """Less CPU per SSH packet, same security: prefer AES-GCM (an AEAD cipher, verified in C;
+    paramiko lists it last, after the CTR and CBC ciphers whose HMAC it checks) while keeping
+    every cipher paramiko offers, and compare MACs with hmac.compare_digest (constant time, in C)
+    instead of paramiko's Python loop over the bytes. 50 hosts x 20 containers: ~9,000 packets."""
+    import hmac
+
+    from paramiko import transport, util
+
+    ciphers = transport.Transport._preferred_ciphers
+    aead = tuple(c for c in ciphers if "-gcm@" in c)
+    transport.Transport._preferred_ciphers = aead + tuple(c for c in ciphers if c not in aead)
+    util.constant_time_bytes_eq = hmac.compare_digest
+
+
 def _open(specs: list[dict[str, Any]], connect_timeout: int):
     """A pyinfra State over these hosts (their groups and data as the inventory has them)."""
+    _tune_paramiko()
     from pyinfra.api import Config, Inventory, State
 
     groups: dict[str, list[str]] = {}
@@ -98,6 +114,9 @@ def _gather(request: dict[str, Any], out) -> None:
                     return stdout + "\n"
 
                 result: Any = gather(run, spec["data"], spec["needs"], spec["paths"])
+                # the parent reads the parsed values: sections go back with exit code and stderr
+                # only (their output is half of what would be pickled, 100 KB and more per host)
+                result.sections = {name: (rc, "", err) for name, (rc, _out, err) in result.sections.items()}
             except Exception as err:  # unreachable, refused host key, auth...: the host is ERROR
                 result = RuntimeError(_describe(err))
             finally:

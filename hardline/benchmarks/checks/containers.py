@@ -58,13 +58,16 @@ class Container:
 
 
 def running(facts: HostFacts) -> list[Container]:
-    procs = facts.need("container_procs")
-    out = []
-    for raw in facts.need("containers"):
-        if not (raw.get("State") or {}).get("Running"):
-            continue
-        out.append(Container(raw, procs["init"].get(raw["_pid"]), procs["processes"].get(raw["Id"], [])))
-    return sorted(out, key=lambda c: c.name)
+    """The running containers, by name (built once per host: some thirty checks read them)."""
+    if "running_containers" not in facts.values:
+        procs = facts.need("container_procs")
+        out = []
+        for raw in facts.need("containers"):
+            if not (raw.get("State") or {}).get("Running"):
+                continue
+            out.append(Container(raw, procs["init"].get(raw["_pid"]), procs["processes"].get(raw["Id"], [])))
+        facts.values["running_containers"] = sorted(out, key=lambda c: c.name)
+    return list(facts.values["running_containers"])
 
 
 def per_container(facts: HostFacts, expected: str, judge: Callable[[Container], tuple[bool, str]],
