@@ -171,10 +171,10 @@ def counts(results: Iterable[Result]) -> Counter:
 
 def control_statuses(results: Iterable[Result]) -> dict[tuple[str, str], str]:
     """One status per (host, control key): the worst of its subjects' statuses."""
-    seen: dict[tuple[str, str], set[str]] = {}
-    for r in results:
-        seen.setdefault((r.host, r.control_key), set()).add(r.status)
-    return {key: fold(statuses) for key, statuses in seen.items()}
+    seen: dict[tuple[str, str, str, str], set[str]] = {}
+    for r in results:  # keyed by the key's parts: no string built per result
+        seen.setdefault((r.host, r.benchmark, r.benchmark_version, r.control_id), set()).add(r.status)
+    return {(host, f"{b}:{v}:{cid}"): fold(statuses) for (host, b, v, cid), statuses in seen.items()}
 
 
 @dataclass(frozen=True)
