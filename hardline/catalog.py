@@ -30,6 +30,13 @@ import yaml
 PACKAGE_DIR = Path(__file__).parent
 CATALOG_DIR = PACKAGE_DIR / "catalogs"
 DEFAULTS_FILE = PACKAGE_DIR / "defaults.yml"
+# libyaml's parser when PyYAML has it (the same documents, ~7x less CPU for the 240 KB of
+# catalogs every verify reads), else PyYAML's own
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_YAML_LOADER)  # noqa: S506 (a safe loader)
 
 ASSESSMENTS = ("automated", "manual")
 # Node roles a control applies to; inventory groups (or hostdata hardline_roles) give hosts theirs.
@@ -181,7 +188,7 @@ def _control(entry: dict[str, Any], meta: dict[str, Any], file_roles: list[str] 
 
 def _load_dir(directory: Path) -> Catalog:
     meta_file = directory / "benchmark.yml"
-    meta = yaml.safe_load(meta_file.read_text())
+    meta = _yaml(meta_file)
     unknown = set(meta) - _BENCHMARK_KEYS
     if unknown:
         raise CatalogError(f"{meta_file}: unknown keys {sorted(unknown)}")
@@ -189,7 +196,7 @@ def _load_dir(directory: Path) -> Catalog:
     for path in sorted(directory.glob("*.yml"), key=_file_order):
         if path.name == "benchmark.yml":
             continue
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _yaml(path) or {}
         controls += [_control(e, meta, raw.get("roles"), str(path)) for e in raw.get("controls") or ()]
     return Catalog(
         benchmark=meta["benchmark"], title=meta["title"], version=str(meta["version"]),
@@ -216,7 +223,7 @@ def available() -> dict[str, tuple[str, ...]]:
     1.19-1.21) is older than CIS Kubernetes 1.12 (for 1.32-1.34)."""
     found: dict[str, list[tuple[tuple, str]]] = {}
     for meta_file in CATALOG_DIR.glob("*/*/benchmark.yml"):
-        meta = yaml.safe_load(meta_file.read_text()) or {}
+        meta = _yaml(meta_file) or {}
         components = [version_key(str(v)) for v in meta.get("component_versions") or ()]
         order = (max(components) if components else (), version_key(meta_file.parent.name))
         found.setdefault(meta_file.parent.parent.name, []).append((order, meta_file.parent.name))
@@ -263,7 +270,7 @@ class Tunable:
 @functools.lru_cache(maxsize=None)
 def tunables() -> dict[str, Tunable]:
     """Every inventory variable hardline reads, from defaults.yml."""
-    raw = yaml.safe_load(DEFAULTS_FILE.read_text())
+    raw = _yaml(DEFAULTS_FILE)
     return {name: Tunable(name, spec["type"], spec["default"], spec["doc"].strip()) for name, spec in raw.items()}
 
 

@@ -222,8 +222,11 @@ def summary(results, elapsed: float | None = None) -> str:
     lines = []
     scores = host_scores(results)
     width = max((len(h) for h in scores), default=4)
+    by_host: dict[str, list] = {}
+    for r in results:
+        by_host.setdefault(r.host, []).append(r)
     for host, s in scores.items():
-        c = counts(r for r in results if r.host == host)
+        c = counts(by_host.get(host, ()))
         lines.append(f"{host + ':':<{width + 1}} score {s.text():>5}  " + "  ".join(f"{st} {c[st]}" for st in STATUSES))
     total = counts(results)
     took = f", {elapsed:.1f}s" if elapsed is not None else ""

@@ -16,11 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import fnmatch
-import os
 import pickle
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -53,6 +50,9 @@ LOG_DRIVER_OPTS: dict[str, set[str]] = {
                "splunk-verify-connection", "splunk-gzip", "splunk-gzip-level"},
     "none": set(),
 }
+# ausearch -ts keywords (dates would depend on the host's locale)
+AUSEARCH_STARTS = ("", "recent", "this-hour", "boot", "today", "yesterday", "this-week", "week-ago", "this-month",
+                   "this-year")
 NON_CENTRAL_LOG_DRIVERS = {"json-file", "local", "none"}
 ULIMIT_NAMES = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
                 "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"}
@@ -306,6 +306,11 @@ def _platform_contradictions(data: dict[str, Any], add) -> None:
         if PROTECTED_UNITS.match(unit):
             add("platform_services_masked", f"refusing to mask {unit!r}: it would cut the deploying SSH connection, "
                 "stop the container engine or a core system service")
+    if data["auditd_exec_search_start"] not in AUSEARCH_STARTS:
+        add("auditd_exec_search_start", f"must be empty or one of {', '.join(AUSEARCH_STARTS[1:])}, "
+            f"got {data['auditd_exec_search_start']!r}")
+    if data["hardline_docker_client"] not in ("auto", "api", "cli"):
+        add("hardline_docker_client", f"must be auto, api or cli, got {data['hardline_docker_client']!r}")
     lsm = data["hardline_lsm"]
     if lsm not in LSMS:
         add("hardline_lsm", f"must be one of {', '.join(LSMS)}, got {lsm!r}")
@@ -445,8 +450,8 @@ def _picklable(value: Any) -> Any:
 def read_inventory(inventory_file: str, cwd: str) -> list[tuple[str, list[str], list, dict[str, Any]]]:
     """(name, groups, source layers, merged data) of every host, through pyinfra's own loader.
 
-    Runs in a child process (see load_hosts): importing pyinfra_cli monkey-patches the standard
-    library for gevent, which deadlocks a process that already runs threads.
+    Runs in the pyinfra child process (hardline.worker): importing pyinfra_cli monkey-patches the
+    standard library for gevent, which deadlocks a process that already runs threads.
     """
     # pyinfra_cli is not a stable API: pyinfra is pinned and tests/test_inventory.py covers this.
     from pyinfra.api import State
@@ -463,17 +468,19 @@ def read_inventory(inventory_file: str, cwd: str) -> list[tuple[str, list[str], 
 
 
 def _read_inventory_isolated(inventory_file: str) -> list:
-    code = ("import pickle, sys\nfrom hardline.inventory import read_inventory\n"
-            "sys.stdout.buffer.write(pickle.dumps(read_inventory(sys.argv[1], sys.argv[2])))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                                         os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code, inventory_file, str(Path.cwd())], capture_output=True,
-                          env=env, stdin=subprocess.DEVNULL, timeout=300)
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise InventoryError([Problem(inventory_file, "-", "inventory",
-                                      f"pyinfra could not load it: {err[-1] if err else 'exit ' + str(proc.returncode)}")])
-    return pickle.loads(proc.stdout)
+    """read_inventory in the pyinfra child process (hardline.worker), which the gathering then
+    reuses: pyinfra is imported once per hardline process, never in the caller."""
+    from hardline import worker
+
+    request = {"op": "inventory", "file": inventory_file, "cwd": str(Path.cwd())}
+    try:
+        with worker.conversation(request) as receive:
+            kind, answer = receive()
+    except worker.WorkerDied as died:
+        kind, answer = "error", str(died)
+    if kind == "error":
+        raise InventoryError([Problem(inventory_file, "-", "inventory", f"pyinfra could not load it: {answer}")])
+    return answer
 
 
 def load_hosts(inventory_file: str, limit: Iterable[str] | None = None) -> list[HostConfig]:

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 lab_pkgs=(qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client)
-test_pkgs=(docker.io openssh-server openssh-client auditd busybox-static openssl iproute2 util-linux passwd procps chromium sudo)
+test_pkgs=(docker.io openssh-server openssh-client auditd busybox-static openssl iproute2 util-linux passwd procps chromium sudo strace)
 # Kubernetes test nodes (tests/support/k8s): Debian's etcd and containerd/runc run as they do on a node
 k8s_pkgs=(etcd-server etcd-client containerd runc curl)
 pkgs=("${lab_pkgs[@]}")

@@ -4,6 +4,7 @@ daemons), 5.23/5.24 (docker exec audit trail) and 6.x (sprawl counts)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -184,6 +185,49 @@ def test_exec_audit_skips_without_a_trail(session_daemon_factory, tmp_path):
                        auditd_exec_key="hl-no-such-key")
     result = verify(data, ["5.23"])["5.23"]
     assert result.status == "SKIP" and "not audited" in result.found, result.message
+
+
+def _exec_audit_section(key: str, log: Path, start: str = "") -> tuple[int, str]:
+    from hardline.benchmarks.gather.docker import EXEC_AUDIT
+
+    run = subprocess.run(["sh", "-c", EXEC_AUDIT, "_", key, key.encode().hex().upper(), start, "-if", str(log)],
+                         capture_output=True, text=True, timeout=60)
+    return run.returncode, run.stdout
+
+
+@pytest.mark.parametrize("keys", [["docker-client"], ["other-key"], ["other-key\x01docker-client"]])
+def test_exec_audit_search_answers_as_ausearch_alone(tmp_path, keys):
+    """The grep that spares ausearch a log without the key answers exactly as ausearch would:
+    records under another key only (nothing found), the key itself, or the key among several
+    (auditd writes them hex-encoded)."""
+    log = tmp_path / "audit.log"
+    text = "".join(audit_log(tmp_path / f"part{n}", [["docker", "exec", "--privileged", "web", "sh"]], key=k).read_text()
+                   for n, k in enumerate(keys))
+    multi = keys[0].encode().hex().upper()
+    log.write_text(text.replace(f'key="{keys[0]}"', f"key={multi}") if "\x01" in keys[0] else text)
+    alone = subprocess.run(["ausearch", "-if", str(log), "--raw", "-m", "EXECVE", "-k", "docker-client"],
+                           capture_output=True, text=True, timeout=60)
+    assert _exec_audit_section("docker-client", log) == (alone.returncode, alone.stdout)
+    assert alone.returncode == (1 if keys == ["other-key"] else 0)
+
+
+def test_exec_audit_start_bounds_the_search(session_daemon_factory, tmp_path):
+    log = audit_log(tmp_path / "audit.log", [["docker", "exec", "--privileged", "web", "sh"]])  # Nov 2025
+    assert _exec_audit_section("docker-client", log, "recent")[0] == 1  # nothing in the last 10 minutes
+    data = daemon_data(session_daemon_factory({}), auditd_log_file=str(log), auditd_exec_search_start="this-year")
+    assert verify(data, ["5.23"])["5.23"].status in ("PASS", "SKIP")  # the 2025 record is before this year
+    with pytest.raises(Exception, match="auditd_exec_search_start"):
+        docker_host({**data, "auditd_exec_search_start": "last tuesday"})
+
+
+def test_exec_audit_stopped_at_the_timeout_is_error(session_daemon_factory, tmp_path):
+    """A search that does not finish (here: the log is a FIFO nobody writes) is stopped at
+    hardline_command_timeout and proves nothing: ERROR, not SKIP."""
+    fifo = tmp_path / "audit.log"
+    os.mkfifo(fifo)
+    data = daemon_data(session_daemon_factory({}), auditd_log_file=str(fifo), hardline_command_timeout=2)
+    result = verify(data, ["5.23"])["5.23"]
+    assert result.status == "ERROR" and "timed out" in result.found, result.message
 
 
 # ---- 6.1 / 6.2 sprawl counts (manual items) --------------------------------------------------

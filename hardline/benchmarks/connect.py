@@ -1,7 +1,8 @@
 """Reach inventory hosts through pyinfra's own connectors, from any process.
 
-The gathering runs in a child process (hardline.benchmarks.remote) that uses pyinfra's API with
-gevent, as pyinfra itself does; this module is the parent's side: it sends each host's name,
+The gathering runs in the pyinfra child process (hardline.worker, serving
+hardline.benchmarks.remote) that uses pyinfra's API with gevent, as pyinfra itself does; this
+module is the parent's side: it sends each host's name,
 groups, inventory data (connection data included) and the facts to gather, and reads back one
 HostFacts (or the error that kept the host from being verified) per host as each finishes.
 
@@ -12,17 +13,10 @@ Example::
 
 from __future__ import annotations
 
-import atexit
-import os
-import pickle
-import subprocess
-import sys
-import tempfile
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
+from hardline import worker
 from hardline.benchmarks.gather.core import HostFacts
 from hardline.inventory import HostConfig
 
@@ -47,35 +41,29 @@ def gather_hosts(requests: list[HostRequest], parallel: int = 16,
     """Facts of every requested host, gathered concurrently through pyinfra's connectors."""
     if not requests:
         return {}
-    payload = {
+    payload = {  # the connectors see this process's environment (DOCKER_HOST, SSH_AUTH_SOCK...)
         "op": "gather",
-        "env": dict(os.environ),  # the connectors see this process's environment (DOCKER_HOST, SSH_AUTH_SOCK...)
         "parallel": parallel,
         "connect_timeout": max(int(r.config.data["hardline_connect_timeout"]) for r in requests),
         "hosts": [{**_host_spec(r.config), "needs": sorted(r.needs), "paths": sorted(r.paths)} for r in requests],
     }
     results: dict[str, HostFacts | Exception] = {}
-    with _LOCK:
-        proc = _child()
-        try:
-            pickle.dump(payload, proc.stdin)
-            proc.stdin.flush()
+    try:
+        with worker.conversation(payload) as receive:
             while True:
-                message = pickle.load(proc.stdout)
+                message = receive()
                 if message[0] == "done":
                     break
                 _, name, seconds, facts = message
                 results[name] = facts
                 if progress:
                     progress(name, facts, seconds)
-        except (EOFError, BrokenPipeError, pickle.UnpicklingError) as err:
-            _stop(proc)
-            problem = _stderr_tail() or f"{type(err).__name__}"
-            for r in requests:  # the child died: every host it did not report is unverified
-                if r.config.name not in results:
-                    results[r.config.name] = RuntimeError(f"gathering stopped: {problem}")
-                    if progress:
-                        progress(r.config.name, results[r.config.name], 0.0)
+    except worker.WorkerDied as died:
+        for r in requests:  # the child died: every host it did not report is unverified
+            if r.config.name not in results:
+                results[r.config.name] = RuntimeError(f"gathering stopped: {died}")
+                if progress:
+                    progress(r.config.name, results[r.config.name], 0.0)
     return results
 
 
@@ -88,58 +76,14 @@ def run_command(config: HostConfig, command: str) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of one shell command on a host, through its pyinfra connector
     (the connection is kept for the next command). Raises ConnectionError when the host cannot
     be reached or does not answer in time."""
-    payload = {"op": "run", "env": dict(os.environ), "connect_timeout": int(config.data["hardline_connect_timeout"]),
+    payload = {"op": "run", "connect_timeout": int(config.data["hardline_connect_timeout"]),
                "host": _host_spec(config), "command": command}
-    with _LOCK:
-        proc = _child()
-        try:
-            pickle.dump(payload, proc.stdin)
-            proc.stdin.flush()
-            answer = pickle.load(proc.stdout)
-        except (EOFError, BrokenPipeError, pickle.UnpicklingError) as err:
-            _stop(proc)
-            raise ConnectionError(f"{config.name}: {_stderr_tail() or type(err).__name__}") from None
+    try:
+        with worker.conversation(payload) as receive:
+            answer = receive()
+    except worker.WorkerDied as died:
+        raise ConnectionError(f"{config.name}: {died}") from None
     if answer[0] == "error":
         raise ConnectionError(f"{config.name}: {answer[1]}")
     _, code, stdout, stderr = answer
     return code, stdout, stderr
-
-
-_LOCK = threading.Lock()
-_PROC: subprocess.Popen | None = None
-_STDERR: Any = None
-
-
-def _child() -> subprocess.Popen:
-    """The gathering child, started on first use and kept for later requests of this process."""
-    global _PROC, _STDERR
-    if _PROC is None or _PROC.poll() is not None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")) if p)}
-        _STDERR = tempfile.TemporaryFile()
-        _PROC = subprocess.Popen([sys.executable, "-m", "hardline.benchmarks.remote"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=_STDERR, env=env)
-        atexit.register(_stop, _PROC)
-    return _PROC
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    for stream in (proc.stdin, proc.stdout):
-        try:
-            if stream:
-                stream.close()
-        except OSError:
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _stderr_tail() -> str:
-    if _STDERR is None:
-        return ""
-    _STDERR.seek(0)
-    lines = _STDERR.read().decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else ""

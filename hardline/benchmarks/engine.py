@@ -35,12 +35,16 @@ def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception,
     elif not verdicts:  # a per-subject check with no subject has nothing to judge
         verdicts = [Verdict(SKIP, found="nothing to judge on this host")]
     elapsed = (time.monotonic() - started) / len(verdicts)
-    return [_result(control, config, v, catalog, elapsed, host_name) for v in verdicts]
-
-
-def _result(control: Control, config: HostConfig, verdict: Verdict, catalog: Catalog, duration: float,
-            host_name: str | None) -> Result:
+    # what every subject's result shares, computed once (a host with 20 containers has ~700 results)
+    common = dict(host=host_name or config.name, benchmark=catalog.benchmark, benchmark_version=catalog.version,
+                  control_id=control.id, slug=control.slug, title=control.title, section=control.section,
+                  section_title=catalog.section_title(control.section), level=control.level,
+                  automated=control.automated, remediation=control.remediation, duration=elapsed)
     waiver = config.waivers.get(control.key)
+    return [_result(common, v, waiver) for v in verdicts]
+
+
+def _result(common: dict, verdict: Verdict, waiver) -> Result:
     waiver_info = None
     if waiver:
         waiver_info = {"reason": waiver.reason, "approved_by": waiver.approved_by,
@@ -53,14 +57,8 @@ def _result(control: Control, config: HostConfig, verdict: Verdict, catalog: Cat
             verdict.status = WAIVED
         elif verdict.status == ERROR:  # a waiver accepts a known deviation, not an unverified host
             verdict.evidence.append(f"waived ({waiver.reason}), but the host could not be verified")
-    return Result(
-        host=host_name or config.name, benchmark=catalog.benchmark, benchmark_version=catalog.version,
-        control_id=control.id, slug=control.slug, title=control.title, section=control.section,
-        section_title=catalog.section_title(control.section), level=control.level, automated=control.automated,
-        status=verdict.status, expected=verdict.expected, found=verdict.found, evidence=verdict.evidence,
-        remediation=control.remediation, waiver=waiver_info, duration=duration, subject=verdict.subject,
-        differs=verdict.differs,
-    )
+    return Result(**common, status=verdict.status, expected=verdict.expected, found=verdict.found,
+                  evidence=verdict.evidence, waiver=waiver_info, subject=verdict.subject, differs=verdict.differs)
 
 
 def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception,

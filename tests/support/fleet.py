@@ -41,7 +41,8 @@ paths. The shared daemons' CPU is in their own cgroups (``cpu_seconds("d-complia
 
 Unreachable hosts: ``refused`` has an address and no sshd; ``dropped`` runs sshd but blackholes
 its replies to the machine (connects time out); ``hang`` answers SSH but its ``docker`` (first
-on PATH, /usr/local/bin) sleeps forever.
+on PATH, /usr/local/bin) sleeps forever, and its inventory data has verify use the docker CLI
+(hardline_docker_client: cli) rather than the Engine API client.
 
 Clean-up goes by cgroup: every process of a host (sshd, sessions, dockerd, containerd, a hung
 ``sleep``) is in ``/sys/fs/cgroup/cpuacct/<id>/<host>``; teardown SIGKILLs them, removes the
@@ -375,6 +376,8 @@ class Fleet:
                 "ssh_allow_agent": False, "ssh_look_for_keys": False}
         if host.spec.reach == "sudo":
             data.update(ssh_user=SUDO_USER, _sudo=True)
+        if host.spec.reach == "hang":  # its docker CLI hangs: ask the daemon through it, not the API client
+            data["hardline_docker_client"] = "cli"
         return data
 
     def host_key_variants(self, name: str) -> dict[str, dict[str, Any]]:

@@ -43,6 +43,7 @@ def closure(names: Iterable[str]) -> set[str]:
 
 def script_for(round_no: int, wanted: set[str], data: dict[str, Any], facts: HostFacts) -> str | None:
     """The script of one round, or None when no wanted fact of that round has lines to send."""
+    facts.gathered = facts.gathered or set(wanted)  # facts that serve several others read it
     # registry order: a fact's lines come after those of the facts it reads from the same round
     lines = [line for name, fact in FACTS.items() if name in wanted and fact.round == round_no
              for line in fact.lines(data, facts)]

@@ -2,8 +2,10 @@
 binaries, containers with their /proc, images, overlay networks, and in later rounds the paths,
 daemon.json and swarm state that round 1 revealed.
 
-Round 1 asks the daemon (docker info, docker inspect: one call each for all containers and all
-images); round 2 stats and reads the paths round 1 named (daemon.json the daemon really uses,
+Round 1 asks the daemon: with python3 on the host, one process of the Engine API client
+(:mod:`hardline.benchmarks.gather.dockerapi`) answers every daemon fact it wants; without, the
+docker CLI does (docker info, docker inspect: one call each for all containers and all images).
+Round 2 stats and reads the paths round 1 named (daemon.json the daemon really uses,
 sockets, unit files, binaries, data root); round 3 exists only on hosts with TLS or registry
 certificates, which are only known after round 2.
 """
@@ -13,14 +15,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 import socket
 import struct
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from hardline.benchmarks.dockerd import effective_config, parse_daemon_json
 from hardline.benchmarks.gather.core import (
-    Fact, FactError, HostFacts, json_section, parse_stats, section, shell, stat_line,
+    INCOMPLETE, TIMED_OUT, Fact, FactError, HostFacts, builtin, json_section, parse_stats, program, section, shell, stat_line,
 )
 
 BINARIES = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v1", "containerd-shim-runc-v2", "runc")
@@ -28,10 +31,10 @@ UNITS = ("docker.service", "docker.socket")
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 NO_SUCH = re.compile(r"no such (object|image|container|network)", re.I)
 
-PID = ("p=$(cat \"$1\" 2>/dev/null) || p=$(pidof dockerd) || exit 1; set -- $p; "
+PID = ("{ read -r p || [ -n \"$p\" ]; } 2>/dev/null < \"$1\" || p=$(pidof dockerd) || exit 1; set -- $p; "
        "[ $# -eq 1 ] || { echo 'several dockerd processes, set docker_pidfile' >&2; exit 1; }; "
        "[ -r /proc/$1/cmdline ] || { echo \"dockerd pid $1 not running\" >&2; exit 1; }; "
-       "echo $1; readlink /proc/$1/cwd; tr '\\0' '\\n' < /proc/$1/cmdline")
+       "echo $1; readlink /proc/$1/cwd; exec tr '\\0' '\\n' < /proc/$1/cmdline")
 # State.Pid leads each line so that the next section can read the /proc of running containers.
 CONTAINERS = ("ids=$(docker -H \"unix://$1\" ps -aq --no-trunc) || exit; [ -n \"$ids\" ] || exit 0; "
               "docker -H \"unix://$1\" inspect --format '{{.State.Pid}} {{json .}}' $ids > \"$HLT/c\"; rc=$?; "
@@ -48,14 +51,83 @@ IMAGES = ("ids=$(docker -H \"unix://$1\" image ls -q --no-trunc | sort -u) || ex
           "docker -H \"unix://$1\" image inspect --format '{{json .}}' $ids")
 OVERLAYS = ("ids=$(docker -H \"unix://$1\" network ls -q --no-trunc --filter driver=overlay) || exit; "
             "[ -n \"$ids\" ] || exit 0; docker -H \"unix://$1\" network inspect --format '{{json .}}' $ids")
-CONTENT_TRUST = ("grep -sH DOCKER_CONTENT_TRUST /etc/environment /etc/profile /etc/profile.d/*.sh "
-                 "/etc/bash.bashrc /etc/zsh/zshenv; true")
-EXEC_AUDIT = ("command -v ausearch >/dev/null || { echo ausearch is not installed >&2; exit 127; }; "
-              "key=$1; shift; exec ausearch \"$@\" --raw -m EXECVE -k \"$key\"")
+# grep itself (the script's shell expands the glob); exit 1 (no match) and 2 (a file missing) are fine
+CONTENT_TRUST = ("run content_trust grep -sH DOCKER_CONTENT_TRUST /etc/environment /etc/profile /etc/profile.d/*.sh "
+                 "/etc/bash.bashrc /etc/zsh/zshenv")
+# ausearch parses every record of every log it reads (~2.5 ms of CPU per MB measured here); with
+# auditd_exec_search_start (-ts) it skips the logs that end before that time. Without it, one
+# grep -F over the same files first asks whether any record carries the key at all (key="KEY",
+# or in hex when a rule has several keys): when none does (grep exit 1, every file read), the
+# answer is ausearch's own for no match (exit 1, nothing printed) without running it.
+# Arguments: key, key in hex, start (may be empty), then -if FILE or --input-logs.
+EXEC_AUDIT = r"""command -v ausearch >/dev/null || { echo ausearch is not installed >&2; exit 127; }
+key=$1 hex=$2 ts=$3; shift 3
+if [ "$1" = -if ]; then one=$2; set -- "$2"; else one=; l=/var/log/audit/audit.log
+  while IFS='= ' read -r k v; do [ "$k" = log_file ] && l=$v; done 2>/dev/null < /etc/audit/auditd.conf
+  set -- "$l" "$l".[0-9]*; fi
+if [ -z "$ts" ] && [ -f "$1" ]; then
+  for f do shift; [ -f "$f" ] && set -- "$@" "$f"; done
+  grep -qsF -e "key=\"$key\"" -e "$hex" -- "$@"
+  [ $? -eq 1 ] && exit 1
+fi
+set -- --raw -m EXECVE -k "$key"; [ -z "$ts" ] || set -- "$@" -ts "$ts"
+[ -n "$one" ] && exec ausearch -if "$one" "$@"
+exec ausearch --input-logs "$@"
+"""
 
 
 def _sock(data: dict[str, Any]) -> str:
     return str(data["docker_socket_path"])
+
+
+# the daemon's facts, in the order the client and the CLI lines print them; each CLI line is
+# what answers the fact on a host without python3
+DAEMON_CLI = {
+    "info": lambda sock: shell("info", 'docker -H "unix://$1" info --format "{{json .}}"', sock),
+    "bridge": lambda sock: shell("bridge", 'docker -H "unix://$1" network inspect bridge --format "{{json .}}"', sock),
+    "containers": lambda sock: shell("containers", CONTAINERS, sock),
+    "container_procs": lambda sock: shell("container_procs", CPROCS),
+    "images": lambda sock: shell("images", IMAGES, sock),
+    "overlay_networks": lambda sock: shell("overlay_networks", OVERLAYS, sock),
+}
+
+
+def client_source() -> str:
+    """The Engine API client, sent as it is (``python3 -c``)."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = (Path(__file__).parent / "dockerapi.py").read_text()
+    return _CLIENT
+
+
+_CLIENT: str | None = None
+
+
+def _daemon_lines(data: dict[str, Any], facts: HostFacts) -> list[str]:
+    """One client process for every daemon fact wanted, or the docker CLI without python3."""
+    wanted = [name for name in DAEMON_CLI if name in facts.gathered]
+    if not wanted:
+        return []
+    client = (f"runs daemon_api python3 -I -S -c {shlex.quote(client_source())} {shlex.quote(_sock(data))} "
+              f"\"$HLTO\" {' '.join(wanted)}")
+    how = data.get("hardline_docker_client", "auto")
+    if how == "cli":
+        return [DAEMON_CLI[name](_sock(data)) for name in wanted]
+    if how == "api":
+        return [client]
+    return [f"if command -v python3 >/dev/null 2>&1; then {client}; else",
+            *(DAEMON_CLI[name](_sock(data)) for name in wanted), "fi"]
+
+
+def _parse_daemon(facts: HostFacts, data: dict[str, Any]) -> None:
+    """When the client ran: a section it could not finish (stopped at the time limit, crashed)
+    gets the client's exit code and complaint."""
+    if "daemon_api" not in facts.sections:
+        return
+    rc, _, err = facts.sections["daemon_api"]
+    for name in DAEMON_CLI:
+        if name in facts.gathered and facts.sections.get(name, (INCOMPLETE,))[0] == INCOMPLETE:
+            facts.sections[name] = (rc if rc else INCOMPLETE, "", err or "the Docker API client stopped early")
 
 
 def _parse_dockerd(facts: HostFacts, data: dict[str, Any]) -> None:
@@ -70,9 +142,10 @@ def _parse_info(facts: HostFacts, data: dict[str, Any]) -> None:
 
 
 def _parse_bridge(facts: HostFacts, data: dict[str, Any]) -> None:
+    """The default bridge network's Options (its inspect document is gathered)."""
     json_section(facts, "bridge", "unparseable")
-    if "bridge" in facts.values:  # a bridge without options prints null
-        facts.values["bridge"] = facts.values["bridge"] or {}
+    if "bridge" in facts.values:  # a bridge without options has null
+        facts.values["bridge"] = (facts.values["bridge"] or {}).get("Options") or {}
 
 
 def _parse_units(facts: HostFacts, data: dict[str, Any]) -> None:
@@ -158,7 +231,7 @@ def _parse_procs(facts: HostFacts, data: dict[str, Any]) -> None:
 
 
 def _parse_content_trust(facts: HostFacts, data: dict[str, Any]) -> None:
-    out = section(facts, "content_trust")
+    out = section(facts, "content_trust", allow_rc=(0, 1, 2))
     if out is not None:
         facts.values["content_trust"] = [tuple(line.split(":", 1)) for line in out.splitlines() if ":" in line]
 
@@ -170,13 +243,18 @@ def _parse_docker_cli(facts: HostFacts, data: dict[str, Any]) -> None:
 
 def _parse_exec_audit(facts: HostFacts, data: dict[str, Any]) -> None:
     rc, out, err = facts.sections.get("exec_audit", (127, "", "section missing"))
+    if rc in TIMED_OUT or rc == INCOMPLETE:  # a search stopped part way proves nothing
+        section(facts, "exec_audit")
+        return
     # ausearch: 0 found, 1 nothing found (or no log), anything else an error; the check decides
     facts.values["exec_audit"] = {"rc": rc, "out": out, "err": err.strip()}
 
 
 def _exec_audit_lines(data: dict[str, Any], facts: HostFacts) -> list[str]:
+    key = str(data["auditd_exec_key"])
     logs = ["-if", str(data["auditd_log_file"])] if data.get("auditd_log_file") else ["--input-logs"]
-    return [shell("exec_audit", EXEC_AUDIT, str(data["auditd_exec_key"]), *logs)]
+    start = str(data["auditd_exec_search_start"])
+    return [shell("exec_audit", EXEC_AUDIT, key, key.encode().hex().upper(), start, *logs)]
 
 
 # ------------------------------------------------------------------------------- round 2 and 3
@@ -203,7 +281,7 @@ def config_path(facts: HostFacts) -> str | None:
     return _absolute(eff.config_file or "/etc/docker/daemon.json", facts.values["dockerd"]["cwd"])
 
 
-def _docker_paths(data: dict[str, Any], facts: HostFacts) -> list[str]:
+def _docker_path_list(data: dict[str, Any], facts: HostFacts) -> list[str]:
     """Paths the Docker file checks stat: configuration, sockets, unit files, binaries, data root."""
     paths = {data["docker_config_dir"], data["docker_default_file"], data["docker_sysconfig_file"],
              data["containerd_socket_path"], "/run/containerd", "/etc/containerd/config.toml", data["docker_socket_path"]}
@@ -220,11 +298,11 @@ def _docker_paths(data: dict[str, Any], facts: HostFacts) -> list[str]:
         eff = effective_config(facts.values["dockerd"]["argv"], None, facts.values.get("info"))
         paths.update(h[len("unix://"):] for h in eff.flag_hosts if h.startswith("unix://"))
     paths.add(configured_root(facts.values.get("info") or {}))
-    return [stat_line("docker_stats", sorted(paths))]
+    return sorted(paths)
 
 
 def _parse_docker_paths(facts: HostFacts, data: dict[str, Any]) -> None:
-    parse_stats(facts, "docker_stats")
+    parse_stats(facts, "docker_stats", _docker_path_list(data, facts))
     if "docker_stats" not in facts.errors:
         facts.values["docker_paths"] = True
     else:
@@ -235,7 +313,7 @@ def _daemon_json_lines(data: dict[str, Any], facts: HostFacts) -> list[str]:
     path = config_path(facts)
     if not path:
         return []
-    return [shell("daemon_json", 'if [ -e "$1" ]; then cat "$1"; else echo @@ABSENT; fi', path)]
+    return [shell("daemon_json", 'if [ -e "$1" ]; then exec cat "$1"; else echo @@ABSENT; fi', path)]
 
 
 def _parse_daemon_json(facts: HostFacts, data: dict[str, Any]) -> None:
@@ -249,11 +327,11 @@ def _parse_daemon_json(facts: HostFacts, data: dict[str, Any]) -> None:
 
 
 def _docker_root_lines(data: dict[str, Any], facts: HostFacts) -> list[str]:
-    return [shell("realroot", 'readlink -f "$1" || true', configured_root(facts.values.get("info") or {}))]
+    return [program("realroot", "readlink", "-f", configured_root(facts.values.get("info") or {}))]
 
 
 def _parse_docker_root(facts: HostFacts, data: dict[str, Any]) -> None:
-    root = section(facts, "realroot", fact="docker_root")
+    root = section(facts, "realroot", allow_rc=(0, 1), fact="docker_root")  # 1: does not resolve
     if root is not None:
         facts.values["docker_root"] = root.strip() or configured_root(facts.values.get("info") or {})
 
@@ -339,29 +417,28 @@ def _tls_stats_lines(data: dict[str, Any], facts: HostFacts) -> list[str]:
 
 def _parse_tls_stats(facts: HostFacts, data: dict[str, Any]) -> None:
     if "tls_stats" in facts.sections:
-        parse_stats(facts, "tls_stats")
+        parse_stats(facts, "tls_stats", _tls_files(facts))
     facts.values["tls_stats"] = True
 
 
 FACTS = [
+    Fact("daemon", _daemon_lines, _parse_daemon),  # serves the daemon facts (DAEMON_CLI)
     Fact("dockerd", lambda d, f: [shell("dockerd", PID, str(d["docker_pidfile"]))], _parse_dockerd),
-    Fact("info", lambda d, f: [shell("info", 'docker -H "unix://$1" info --format "{{json .}}"', _sock(d))], _parse_info),
-    Fact("bridge", lambda d, f: [shell("bridge", 'docker -H "unix://$1" network inspect bridge --format "{{json .Options}}"',
-                                       _sock(d))], _parse_bridge),
+    Fact("info", lambda d, f: [], _parse_info, requires=("daemon",)),
+    Fact("bridge", lambda d, f: [], _parse_bridge, requires=("daemon",)),
     Fact("units", lambda d, f: [shell("units", "command -v systemctl >/dev/null && [ -d /run/systemd/system ] && "
                                                "systemctl show -p Id -p FragmentPath \"$@\" || true", *UNITS)], _parse_units),
-    Fact("binaries", lambda d, f: [shell("binaries", 'for b in "$@"; do command -v "$b" || echo MISSING; done',
-                                         *BINARIES)], _parse_binaries),
-    Fact("containers", lambda d, f: [shell("containers", CONTAINERS, _sock(d))],
-         lambda f, d: _json_lines(f, "containers", pid_prefix=True)),
-    Fact("container_procs", lambda d, f: [shell("container_procs", CPROCS)], _parse_procs, requires=("containers",)),
-    Fact("images", lambda d, f: [shell("images", IMAGES, _sock(d))], lambda f, d: _json_lines(f, "images")),
-    Fact("overlay_networks", lambda d, f: [shell("overlay_networks", OVERLAYS, _sock(d))],
-         lambda f, d: _json_lines(f, "overlay_networks")),
-    Fact("content_trust", lambda d, f: [shell("content_trust", CONTENT_TRUST)], _parse_content_trust),
-    Fact("docker_cli", lambda d, f: [shell("docker_cli", "command -v docker")], _parse_docker_cli),
+    Fact("binaries", lambda d, f: builtin("binaries", 'for b in "$@"; do command -v "$b" || echo MISSING; done; return 0',
+                                          *BINARIES), _parse_binaries),
+    Fact("containers", lambda d, f: [], lambda f, d: _json_lines(f, "containers", pid_prefix=True),
+         requires=("daemon",)),
+    Fact("container_procs", lambda d, f: [], _parse_procs, requires=("containers",)),
+    Fact("images", lambda d, f: [], lambda f, d: _json_lines(f, "images"), requires=("daemon",)),
+    Fact("overlay_networks", lambda d, f: [], lambda f, d: _json_lines(f, "overlay_networks"), requires=("daemon",)),
+    Fact("content_trust", lambda d, f: [CONTENT_TRUST], _parse_content_trust),
+    Fact("docker_cli", lambda d, f: builtin("docker_cli", "command -v docker"), _parse_docker_cli),
     Fact("exec_audit", _exec_audit_lines, _parse_exec_audit),
-    Fact("docker_paths", _docker_paths, _parse_docker_paths, round=2, requires=("units", "binaries", "dockerd", "info")),
+    Fact("docker_paths", lambda d, f: [stat_line("docker_stats", _docker_path_list(d, f))], _parse_docker_paths, round=2, requires=("units", "binaries", "dockerd", "info")),
     Fact("daemon_json", _daemon_json_lines, _parse_daemon_json, round=2, requires=("dockerd", "info")),
     Fact("docker_root", _docker_root_lines, _parse_docker_root, round=2, requires=("info",)),
     Fact("registry_certs", _certs_lines, _parse_certs, round=2),

@@ -5,12 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.gather.core import Fact, HostFacts, parse_stats, section, shell, split_files, stat_line
+from hardline.benchmarks.gather.core import (
+    Fact, HostFacts, builtin, cat_files, parse_stats, section, split_files, stat_line,
+)
 
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
-CAT_FILES = 'for f in "$@"; do [ -f "$f" ] && { echo "### $f"; cat "$f"; }; done; true'
-SYSCTL_RUNTIME = ('for k in "$@"; do p=/proc/sys/$(echo "$k" | tr . /); '
-                  'printf "%s=%s\\n" "$k" "$(cat "$p" 2>/dev/null || echo @@MISSING)"; done; true')
+# pairs of arguments: key, /proc/sys file; builtins only (one line per kernel file)
+SYSCTL_RUNTIME = ('while [ $# -gt 1 ]; do if rd "$2"; then printf "%s=%s\\n" "$1" "$v"; '
+                  'else printf "%s=@@MISSING\\n" "$1"; fi; shift 2; done; return 0')
+# the effective uid (what `id -u` prints), from the shell's own /proc/self/status
+UID_SCRIPT = ('while IFS= read -r l; do case $l in Uid:*) set -- $l; echo "$3"; return 0;; esac; '
+              'done < /proc/self/status; return 1')
+
+
+def _sysctl_runtime_lines(data: dict[str, Any], facts: HostFacts) -> list[str]:
+    # the key's file, as sysctl(8) maps it: dots become slashes
+    pairs = [a for key in map(str, data["sysctl_settings"]) for a in (key, "/proc/sys/" + key.replace(".", "/"))]
+    return builtin("sysctl_runtime", SYSCTL_RUNTIME, *pairs)
 
 
 def _parse_uid(facts: HostFacts, data: dict[str, Any]) -> None:
@@ -27,8 +38,8 @@ def _parse_audit_rules(facts: HostFacts, data: dict[str, Any]) -> None:
 
 def _audit_files_lines(data: dict[str, Any], facts: HostFacts) -> list[str]:
     # the glob is expanded by the remote shell; the inventory paths are quoted arguments
-    return ["run audit_files sh -c " + _q(CAT_FILES) + " _ /etc/audit/rules.d/*.rules /etc/audit/audit.rules "
-            + " ".join(_q(str(data[k])) for k in ("auditd_rules_file", "auditd_platform_rules_file"))]
+    return [cat_files("audit_files", "/etc/audit/rules.d/*.rules /etc/audit/audit.rules",
+                      *(str(data[k]) for k in ("auditd_rules_file", "auditd_platform_rules_file")))]
 
 
 def _parse_files(name: str, fact: str):
@@ -75,18 +86,12 @@ def _parse_sysctl_runtime(facts: HostFacts, data: dict[str, Any]) -> None:
 
 def _sysctl_files_lines(data: dict[str, Any], facts: HostFacts) -> list[str]:
     globs = " ".join(f"{d}/*.conf" for d in SYSCTL_DIRS)
-    return ["run sysctl_files sh -c " + _q(CAT_FILES) + f" _ {globs} /etc/sysctl.conf " + _q(str(data["sysctl_persist_file"]))]
-
-
-def _q(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
+    return [cat_files("sysctl_files", f"{globs} /etc/sysctl.conf", str(data["sysctl_persist_file"]))]
 
 
 def _parse_paths(facts: HostFacts, data: dict[str, Any]) -> None:
     if facts.wanted_paths:
-        parse_stats(facts, "path_stats")
+        parse_stats(facts, "path_stats", facts.wanted_paths)
     if "path_stats" in facts.errors:
         facts.errors["paths"] = facts.errors["path_stats"]
     else:
@@ -96,13 +101,12 @@ def _parse_paths(facts: HostFacts, data: dict[str, Any]) -> None:
 FACTS = [
     # the files named by the selected controls' `path` targets, in one stat call
     Fact("paths", lambda d, f: [stat_line("path_stats", f.wanted_paths)] if f.wanted_paths else [], _parse_paths),
-    Fact("uid", lambda d, f: ["run uid id -u"], _parse_uid),
+    Fact("uid", lambda d, f: builtin("uid", UID_SCRIPT), _parse_uid),
     Fact("audit_rules", lambda d, f: ["run auditctl auditctl -l"], _parse_audit_rules),
     Fact("audit_files", _audit_files_lines, _parse_files("audit_files", "audit_files")),
     Fact("docker_group", lambda d, f: ["run group getent group docker"], _parse_group),
     Fact("passwd", lambda d, f: ["run passwd getent passwd"], _parse_passwd),
     Fact("mounts", lambda d, f: ["run mounts findmnt -rn -o TARGET,SOURCE,FSTYPE"], _parse_mounts),
-    Fact("sysctl_runtime", lambda d, f: [shell("sysctl_runtime", SYSCTL_RUNTIME, *map(str, d["sysctl_settings"]))],
-         _parse_sysctl_runtime),
+    Fact("sysctl_runtime", _sysctl_runtime_lines, _parse_sysctl_runtime),
     Fact("sysctl_files", _sysctl_files_lines, _parse_files("sysctl_files", "sysctl_files")),
 ]

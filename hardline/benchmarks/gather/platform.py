@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.gather.core import Fact, HostFacts, key_values, section, shell, split_blocks, split_files
+from hardline.benchmarks.gather.core import (
+    Fact, HostFacts, builtin, cat_files, key_values, program, section, shell, split_blocks, split_files,
+)
 
-LSM_SCRIPT = r"""
-printf 'lsm=%s\n' "$(cat /sys/kernel/security/lsm 2>/dev/null)"
-printf 'apparmor=%s\n' "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)"
-printf 'selinux_enforce=%s\n' "$(cat /sys/fs/selinux/enforce 2>/dev/null)"
-printf 'selinux_config=%s\n' "$(sed -n 's/^SELINUX=//p' /etc/selinux/config 2>/dev/null)"
-printf 'selinux_config_file=%s\n' "$([ -f /etc/selinux/config ] && echo yes)"
-printf 'apparmor_parser=%s\n' "$(command -v apparmor_parser)"
-"""
+# builtins only: one line of each kernel file, the first SELINUX= of /etc/selinux/config
+LSM_SCRIPT = r"""rd /sys/kernel/security/lsm; printf 'lsm=%s\n' "$v"
+rd /sys/module/apparmor/parameters/enabled; printf 'apparmor=%s\n' "$v"
+rd /sys/fs/selinux/enforce; printf 'selinux_enforce=%s\n' "$v"
+c=; f=; if [ -f /etc/selinux/config ]; then f=yes
+while IFS= read -r l || [ -n "$l" ]; do case $l in SELINUX=*) c=${l#SELINUX=}; break;; esac; done < /etc/selinux/config; fi
+printf 'selinux_config=%s\n' "$c"; printf 'selinux_config_file=%s\n' "$f"
+printf 'apparmor_parser='; command -v apparmor_parser || echo; return 0"""
+PROFILES = "/sys/kernel/security/apparmor/profiles"
 GRUB_CFGS = "/boot/grub/grub.cfg /boot/grub2/grub.cfg /boot/efi/EFI/*/grub.cfg"
 SYSTEMD_UP = "[ -d /run/systemd/system ] || { echo @@NOSYSTEMD; exit 0; }; "
 UNIT_PROPS = ("Id", "LoadState", "ActiveState", "ControlGroup", "CPUQuotaPerSecUSec", "CPUWeight", "MemoryMax",
@@ -42,7 +45,6 @@ def watch_paths(rules: list[str]) -> list[str]:
     return paths
 
 
-CAT_FILES = 'for f in "$@"; do [ -f "$f" ] && { echo "### $f"; cat "$f"; }; done; true'
 # modprobe's dry run shows what loading each module would do (install command or insmod)
 MODPROBE = ("command -v modprobe >/dev/null || { [ -e /proc/modules ] || exit 0; "
             "echo modprobe is not installed >&2; exit 127; }; "
@@ -122,13 +124,18 @@ def _engine_units(out: str) -> dict[str, Any] | None:
                        if line.count(" ") >= 2]}
 
 
+def _systemd(name: str, script: str, *args: str) -> str:
+    """A section that asks systemd, or says @@NOSYSTEMD without starting a process."""
+    return f"if [ -d /run/systemd/system ]; then {shell(name, script, *args)}; else runb {name} echo @@NOSYSTEMD; fi"
+
+
 FACTS = [
-    Fact("lsm", lambda d, f: [shell("lsm", LSM_SCRIPT)], _parse_with("lsm", key_values)),
+    Fact("lsm", lambda d, f: builtin("lsm", LSM_SCRIPT), _parse_with("lsm", key_values)),
     # absent when AppArmor is off (the checks see it in the lsm section); unreadable is an error
-    Fact("apparmor_profiles", lambda d, f: [shell("apparmor_profiles", "[ -e /sys/kernel/security/apparmor/profiles ] "
-                                                 "|| exit 0; cat /sys/kernel/security/apparmor/profiles")],
+    Fact("apparmor_profiles", lambda d, f: [f"if [ -e {PROFILES} ]; then {program('apparmor_profiles', 'cat', PROFILES)}; "
+                                             "else runb apparmor_profiles true; fi"],
          _parse_apparmor_profiles),
-    Fact("apparmor_files", lambda d, f: [shell("apparmor_files", CAT_FILES,
+    Fact("apparmor_files", lambda d, f: [cat_files("apparmor_files", "",
                                               *(f"/etc/apparmor.d/{n}" for n in profile_names(d)))],
          _parse_with("apparmor_files", split_files)),
     Fact("modprobe", lambda d, f: [shell("modprobe", MODPROBE, *d["kernel_module_blacklist"])],
@@ -136,17 +143,19 @@ FACTS = [
     Fact("proc_modules", lambda d, f: ["run proc_modules cat /proc/modules"], _parse_proc_modules),
     Fact("modprobe_config", lambda d, f: [shell("modprobe_config", 'modprobe --showconfig | grep -E "^(blacklist|install) "; true')],
          _parse_with("modprobe_config", lambda out: [line.split(None, 2) for line in out.splitlines() if line.strip()])),
-    Fact("cmdline", lambda d, f: ["run cmdline cat /proc/cmdline"], _parse_with("cmdline", str.split)),
+    Fact("cmdline", lambda d, f: builtin("cmdline", 'rd /proc/cmdline || { echo cannot read /proc/cmdline >&2; return 1; }; '
+                                          'printf "%s\\n" "$v"'), _parse_with("cmdline", str.split)),
     Fact("grub", lambda d, f: [shell("grub", GRUB)],
          _parse_with("grub", lambda out: split_files(out.replace("### grubby", "### /grubby")))),
     Fact("cgroup_fs", lambda d, f: ["run cgroup_fs stat -fc %T /sys/fs/cgroup"], _parse_with("cgroup_fs", str.strip)),
-    Fact("engine_units", lambda d, f: [shell("engine_units", ENGINE, *d["cgroup_engine_units"])],
+    Fact("engine_units", lambda d, f: [_systemd("engine_units", ENGINE, *d["cgroup_engine_units"])],
          _parse_with("engine_units", _engine_units)),
-    Fact("services", lambda d, f: [shell("services", SERVICES, *d["platform_services_masked"])],
+    Fact("services", lambda d, f: [_systemd("services", SERVICES, *d["platform_services_masked"])],
          _parse_with("services", lambda out: None if out.strip() == "@@NOSYSTEMD" else _unit_blocks(out))),
     Fact("packages", lambda d, f: [shell("packages", PACKAGES, *d["platform_packages_absent"])],
          _parse_with("packages", lambda out: dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line))),
-    Fact("selinux_booleans", lambda d, f: [shell("selinux_booleans", "command -v getsebool >/dev/null || exit 0; getsebool -a")],
+    Fact("selinux_booleans", lambda d, f: ["if command -v getsebool >/dev/null; then run selinux_booleans getsebool -a; "
+                                            "else runb selinux_booleans true; fi"],
          _parse_with("selinux_booleans", lambda out: {k.strip(): v.strip() for k, _, v in
                                                       (line.partition("-->") for line in out.splitlines()) if v})),
     Fact("audit_status", lambda d, f: ["run audit_status auditctl -s"],
