@@ -41,10 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import testinfra.host
-from hardline.benchmarks.connect import StrictParamikoBackend
 
 from ..daemons import kill_and_wait, set_parent_death_signal, tail
-from ..sshd import SFTP_SERVER, SSHD, ssh_keygen
+from ..sshd import SFTP_SERVER, SSHD, StrictParamikoBackend, ssh_keygen
 from . import plumbing
 from .images import BINARIES
 
