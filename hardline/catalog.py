@@ -252,6 +252,36 @@ def find_control(key: str) -> Control | None:
     return load_catalog(benchmark, version).get(key)
 
 
+def minor(version: str) -> tuple:
+    """``v1.20.2`` / ``1.20`` -> (1, 20): benchmarks are written for minor versions."""
+    return version_key(".".join(version.strip().lstrip("v").split(".")[:2]))
+
+
+def catalog_for(catalogs: list[Catalog], running: str) -> Catalog:
+    """Of several versions of one benchmark, the one written for the component version the host
+    runs (``v1.20.2``); else the newest written for an older one; else the oldest."""
+    ordered = sorted(catalogs, key=lambda c: max((minor(v) for v in c.component_versions), default=()))
+    for catalog in ordered:
+        if minor(running) in {minor(v) for v in catalog.component_versions}:
+            return catalog
+    older = [c for c in ordered if c.component_versions and max(minor(v) for v in c.component_versions) < minor(running)]
+    return older[-1] if older else ordered[0]
+
+
+@functools.lru_cache(maxsize=None)
+def load_layout(name: str) -> dict[str, Any]:
+    """A Kubernetes node layout (catalogs/layouts/<name>.yml): where a distribution keeps its
+    components, files and settings (docs/kinds-kubernetes.md, "Layouts")."""
+    path = CATALOG_DIR / "layouts" / f"{name}.yml"
+    if not re.match(r"^[a-z0-9][a-z0-9_-]*$", name) or not path.is_file():
+        raise CatalogError(f"unknown layout {name!r}; known: {', '.join(layout_names())}")
+    return yaml.safe_load(path.read_text())
+
+
+def layout_names() -> list[str]:
+    return sorted(p.stem for p in (CATALOG_DIR / "layouts").glob("*.yml"))
+
+
 @dataclass(frozen=True)
 class Tunable:
     name: str

@@ -1,9 +1,9 @@
 """The hardening deploy: `pyinfra inventories/<env>.py deploys/harden.py` (add --dry to preview).
 
 Inventory data is validated for every host before any operation; then kernel, LSM, users,
-daemon, file permissions, audit rules, engine limits, services and packages, and boot
-parameters are brought to the state the inventory and the CIS catalog describe. Waived
-controls are left alone.
+daemon, file permissions, audit rules, engine limits, services and packages, a Kubernetes
+node's files, kubelet and static pods, and boot parameters are brought to the state the
+inventory and the CIS catalogs describe. Waived controls are left alone.
 """
 
 from hardline.deploys.common import host_config
@@ -13,6 +13,9 @@ from hardline.deploys.docker_files import docker_files
 from hardline.deploys.docker_runtime import docker_runtime
 from hardline.deploys.docker_users import docker_users
 from hardline.deploys.kernel import boot_params, kernel_modules, sysctls
+from hardline.deploys.kubernetes import kubernetes_files
+from hardline.deploys.kubernetes_kubelet import kubernetes_kubelet
+from hardline.deploys.kubernetes_pods import kubernetes_static_pods
 from hardline.deploys.lsm import lsm
 from hardline.deploys.platform import platform
 
@@ -29,4 +32,10 @@ def harden() -> None:
     docker_files()
     docker_audit()
     platform()
+    # Kubernetes nodes (roles k8s_control_plane, k8s_etcd, k8s_worker): files (the etcd owner
+    # first), the kubelet (static pods keep running while it restarts), then the static pods one
+    # at a time, etcd before the API server that needs it
+    kubernetes_files()
+    kubernetes_kubelet()
+    kubernetes_static_pods()
     boot_params()  # last: it may reboot the host (kernel_reboot)

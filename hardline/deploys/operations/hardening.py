@@ -20,8 +20,12 @@ from hardline.deploys.facts import DaemonJson, PathStat
 DAEMON_JSON_TEMPLATE = TEMPLATES / "etc/docker/daemon.json.j2"
 
 
+_READ = object()
+
+
 @operation()
-def permissions(path: str, owner: str | None = None, group: str | None = None, max_mode: str | None = None):
+def permissions(path: str, owner: str | None = None, group: str | None = None, max_mode: str | None = None,
+                stat: Any = _READ):
     """
     Tighten ownership and permission bits of an existing path; never loosens, never creates.
 
@@ -29,6 +33,7 @@ def permissions(path: str, owner: str | None = None, group: str | None = None, m
     + owner: user that must own the path
     + group: group that must own the path
     + max_mode: octal string; bits outside it are removed (chmod to current & max_mode)
+    + stat: its owner, group and mode as already gathered (None: absent); read here when not given
 
     **Example:**
 
@@ -37,13 +42,14 @@ def permissions(path: str, owner: str | None = None, group: str | None = None, m
         permissions(name="[3.16] docker.sock 660", path="/run/docker.sock", owner="root",
                     group="docker", max_mode="660")
     """
-    stat = host.get_fact(PathStat, path=path)
+    if stat is _READ:
+        stat = host.get_fact(PathStat, path=path)
     if stat is None:
         host.noop(f"{path} does not exist")
         return
     changed = False
     if (owner and stat["owner"] != owner) or (group and stat["group"] != group):
-        yield StringCommand("chown", f"{owner or stat['owner']}:{group or stat['group']}", shlex.quote(path))
+        yield StringCommand("chown", shlex.quote(f"{owner or stat['owner']}:{group or stat['group']}"), shlex.quote(path))
         changed = True
     if max_mode is not None:
         limit = int(str(max_mode), 8)
