@@ -10,7 +10,6 @@ paths a ``{k8s_file: KEY}`` target names (the running component's flag first, as
 from __future__ import annotations
 
 import fnmatch
-import shlex
 from typing import Any
 
 from hardline.catalog import Control, load_layout
@@ -185,20 +184,20 @@ def flag_file_edit(text: str, variable: str, flags: list[tuple[str, bool]]) -> t
         if not sep or name.strip() != variable:
             out.append(line)
             continue
-        try:
-            words = shlex.split(value)
-        except ValueError:
-            out.append(line)
+        quote = '"' if len(value) > 1 and value[0] == value[-1] == '"' else ""
+        content = value[1:-1] if quote else value
+        if any(ch in content for ch in "\"'\\$`"):
+            out.append(line)  # quoting or expansions inside: not rewritten (the flag is reported instead)
             continue
-        argv, here = ["kubelet", *words], []
+        # systemd puts $VAR on the command line split at whitespace
+        argv, here = ["kubelet", *content.split()], []
         for flag, boolean in flags:
             if effective(argv, flag, boolean) is not None:
                 argv = remove_flag(argv, flag, boolean)
                 here.append(flag)
-        if not here or any(ch in w for w in argv[1:] for ch in " \t\"'\\$`"):
-            out.append(line)  # nothing to remove, or words that would not survive a plain join
+        if not here:
+            out.append(line)
             continue
-        quote = '"' if value.strip().startswith('"') else ""
         out.append(f"{name}={quote}{' '.join(argv[1:])}{quote}\n")
         removed += here
     return "".join(out), removed
