@@ -268,20 +268,6 @@ def catalog_for(catalogs: list[Catalog], running: str) -> Catalog:
     return older[-1] if older else ordered[0]
 
 
-@functools.lru_cache(maxsize=None)
-def load_layout(name: str) -> dict[str, Any]:
-    """A Kubernetes node layout (catalogs/layouts/<name>.yml): where a distribution keeps its
-    components, files and settings (docs/kinds-kubernetes.md, "Layouts")."""
-    path = CATALOG_DIR / "layouts" / f"{name}.yml"
-    if not re.match(r"^[a-z0-9][a-z0-9_-]*$", name) or not path.is_file():
-        raise CatalogError(f"unknown layout {name!r}; known: {', '.join(layout_names())}")
-    return yaml.safe_load(path.read_text())
-
-
-def layout_names() -> list[str]:
-    return sorted(p.stem for p in (CATALOG_DIR / "layouts").glob("*.yml"))
-
-
 @dataclass(frozen=True)
 class Tunable:
     name: str
@@ -300,3 +286,15 @@ def tunables() -> dict[str, Tunable]:
 def defaults() -> dict[str, Any]:
     """Default value of every tunable: what deploys pass to pyinfra as data_defaults."""
     return {name: copy.deepcopy(t.default) for name, t in tunables().items()}
+
+
+LAYOUT_DIR = CATALOG_DIR / "layouts"
+
+
+@functools.lru_cache(maxsize=None)
+def kubernetes_layouts() -> dict[str, dict[str, Any]]:
+    """Every Kubernetes node layout (hardline/catalogs/layouts/<name>.yml) by name, in the order
+    auto-detection tries them (kubeadm first: the layout the benchmark is written for)."""
+    found = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(LAYOUT_DIR.glob("*.yml"))}
+    order = sorted(found, key=lambda name: (name != "kubeadm", name))
+    return {name: found[name] for name in order}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hardline.catalog import defaults, load_catalog, load_layout
+from hardline.catalog import defaults, kubernetes_layouts, load_catalog
 from hardline.deploys.k8s_facts import KubeNodeState, glob_base, parse_help
 from hardline.deploys.k8s_node import NodeView, flag_file_edit, gather_args
 from hardline.deploys.k8s_plan import plan_flags, plan_kubelet, version_note
@@ -154,7 +154,12 @@ def test_kubelet_plan_on_kubeadm_config_with_its_kernel_settings():
     new, removals, out = plan_kubelet(config, argv, items("kubelet", kinds=("kubelet_setting",)), "v1.20.2")
     assert out.errors == []
     assert new["protectKernelDefaults"] is True and new["eventRecordQPS"] == 0
-    assert new["streamingConnectionIdleTimeout"] == "4h0m0s"  # kubeadm's 0s is 0, not the kubelet's default
+    # kubeadm's "0s" is the kubelet's default (4h): defaulted, compliant, left alone; a real 0 is not
+    assert new["streamingConnectionIdleTimeout"] == "0s"
+    zero, _, zero_out = plan_kubelet(config, [*argv[:2], "--streaming-connection-idle-timeout=0"],
+                                     items("kubelet", kinds=("kubelet_setting",)), "v1.20.2")
+    assert zero["streamingConnectionIdleTimeout"] == "4h0m0s" and ("cis-kubernetes:1.20:4.2.5",
+                                                                   "streamingConnectionIdleTimeout: 4h0m0s") in zero_out.changes
     assert new["authentication"]["anonymous"]["enabled"] is False and ("anonymous-auth", True) in removals
     assert out.sysctls["vm.overcommit_memory"] == "1" and out.sysctls["kernel.panic"] == "10"
     again, removals2, out2 = plan_kubelet(new, argv[:2], items("kubelet", kinds=("kubelet_setting",)), "v1.20.2")
@@ -218,7 +223,7 @@ def test_node_state_is_read_from_its_sections_and_not_from_half_an_output():
     assert state["version"] == "v1.20.2" and state["users"] == {"etcd": False}
     assert state["files"]["/var/lib/kubelet/config.yaml"]["text"].startswith("@@hl file /etc/shadow")
     assert state["files"]["/etc/default/kubelet"] is None and state["stats"]["/var/lib/etcd"]["mode"] == 0o700
-    view = NodeView(load_layout("kubeadm"), state)
+    view = NodeView(kubernetes_layouts()["kubeadm"], state)
     assert view.target_paths({"k8s_glob": "pki_tree"}) == ["/etc/kubernetes/pki/ca.crt"]
     assert view.kubelet_config_path() == "/var/lib/kubelet/config.yaml"
     assert KubeNodeState().process(output[:-1]) is None  # no end marker: the script did not finish
@@ -227,7 +232,7 @@ def test_node_state_is_read_from_its_sections_and_not_from_half_an_output():
 def test_gathering_script_never_runs_a_value_as_code(tmp_path):
     canary = tmp_path / "ran"
     hostile = f"x$(touch {canary})'; touch {canary}; '"
-    args = gather_args([load_layout("kubeadm")], [], detect=[hostile], users=[hostile], groups=[hostile])
+    args = gather_args([kubernetes_layouts()["kubeadm"]], [], detect=[hostile], users=[hostile], groups=[hostile])
     args["read"].append(hostile)
     done = subprocess.run(["sh", "-c", KubeNodeState().command(**args)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and not canary.exists()

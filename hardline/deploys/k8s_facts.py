@@ -2,7 +2,7 @@
 
 :class:`KubeNodeState` reads everything the Kubernetes deploys decide from in one shell script:
 the running components (pid, ``/proc/PID/cmdline``, etcd's ``/proc/PID/environ``), the
-kubelet's version, the files the deploys may edit (static pod manifests, the kubelet config the
+Kubernetes version they run, the files the deploys may edit (static pod manifests, the kubelet config the
 running kubelet names, its flag files) with their owner and mode, the owner and mode of every
 path a file control names (files, directories, globs), the kernel settings the kubelet
 insists on, and whether users and groups exist. A node with nothing to change costs that one
@@ -85,9 +85,11 @@ class KubeNodeState(FactBase):
             lines.append(f'if [ -n "${var}" ]; then echo "{MARK} proc {comp} ${var}"; b64 < "/proc/${var}/cmdline"; fi')
             if comp in environ:
                 lines.append(f'if [ -n "${var}" ]; then echo "{MARK} environ {comp}"; b64 < "/proc/${var}/environ"; fi')
-        lines.append(f'echo "{MARK} version"; if [ -n "${{pid_kubelet:-}}" ]; then timeout 20 "/proc/$pid_kubelet/exe" '
-                     '--version 2>/dev/null | head -n 1; elif command -v kubelet >/dev/null; then timeout 20 kubelet '
-                     '--version 2>/dev/null | head -n 1; fi')
+        # the Kubernetes the node runs, asked as verification asks it: the API server, else the
+        # kubelet, else kube-proxy (the running binary, /proc/PID/exe)
+        lines.append(f'echo "{MARK} version"; for p in "${{pid_apiserver:-}}" "${{pid_kubelet:-}}" "${{pid_proxy:-}}"; do '
+                     '[ -n "$p" ] || continue; v=$(timeout 20 "/proc/$p/exe" --version 2>/dev/null | head -n 1); '
+                     '[ -n "$v" ] && { echo "$v"; break; }; done')
         for path in read:
             lines.append(f"file {_q(path)}")
         for comp, flag in read_flag:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from hardline.catalog import Control, load_layout
+from hardline.catalog import Control, kubernetes_layouts
 from hardline.deploys.k8s_facts import glob_base
 from hardline.deploys.k8s_values import effective, remove_flag
 
@@ -75,9 +75,9 @@ def gather_args(layouts: list[dict[str, Any]], controls: list[tuple[Control, dic
 
 
 def detect_layout(names: list[str], exists: dict[str, bool]) -> str | None:
-    """The first layout (by name) one of whose detect paths exists."""
+    """The first layout (in detection order) one of whose detect paths exists."""
     for name in names:
-        if any(exists.get(p) for p in load_layout(name).get("detect", [])):
+        if any(exists.get(p) for p in kubernetes_layouts()[name].get("detect", [])):
             return name
     return None
 

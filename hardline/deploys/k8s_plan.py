@@ -18,7 +18,7 @@ from typing import Any
 
 from hardline.catalog import Control, minor
 from hardline.deploys.k8s_values import (
-    effective, map_value, passes, remove_flag, set_flag, set_map_key, to_text, typed, value_type,
+    duration_seconds, effective, map_value, passes, remove_flag, set_flag, set_map_key, to_text, typed, value_type,
 )
 
 # flags naming a path the component writes into: its directory is mounted into the static pod
@@ -233,6 +233,20 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
+def defaulted_in_file(value: Any) -> bool:
+    """A config file value the kubelet's defaulting replaces as if it were absent: an empty
+    string, or a zero duration (kubeadm writes ``streamingConnectionIdleTimeout: 0s``, which the
+    kubelet runs as its default 4h)."""
+    if value == "":
+        return True
+    if isinstance(value, str) and value[:1].isdigit() and value[-1:] in "smh":
+        try:
+            return duration_seconds(value) == 0
+        except ValueError:
+            return False
+    return False
+
+
 def yaml_value(desired: Any, kind: str) -> Any:
     """The value as the KubeletConfiguration field holds it."""
     if kind in ("bool", "int"):
@@ -261,6 +275,8 @@ def plan_kubelet(config: dict[str, Any], argv: list[str], items: list[tuple[Cont
             if mapkey:
                 flag_raw = map_value(flag_raw, mapkey) if flag_raw is not None else None
                 conf_raw = map_value(conf_raw, mapkey) if isinstance(conf_raw, dict) else None
+            if defaulted_in_file(conf_raw):
+                conf_raw = None
             raw = flag_raw if flag_raw is not None else conf_raw
             given = raw is not None
             value_in_effect = raw if given else (params.get("defaults") or {}).get("config_file")

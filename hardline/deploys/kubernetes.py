@@ -25,7 +25,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from hardline.catalog import Control, catalog_for, layout_names, load_catalog, load_layout
+from hardline.catalog import Control, catalog_for, kubernetes_layouts, load_catalog
 from hardline.deploys.common import DEFAULTS, HardlineDataError, controls, host_config, op_name
 from hardline.deploys.facts import PathStat
 from hardline.deploys.k8s_facts import KubeNodeState
@@ -98,14 +98,15 @@ def k8s_host() -> K8sHost | None:
         return None
     data = config.data
     asked = data["k8s_layout"]
-    if asked != "auto" and asked not in layout_names():
+    known = kubernetes_layouts()
+    if asked != "auto" and asked not in known:
         raise HardlineDataError(f"host {config.name}: k8s_layout: unknown layout {asked!r} "
-                                f"(known: {', '.join(layout_names())}, or auto)")
-    candidates = layout_names() if asked == "auto" else [asked]
+                                f"(known: {', '.join(known)}, or auto)")
+    candidates = list(known) if asked == "auto" else [asked]
     catalogs = [c for c in applicable_catalogs(config.roles, data["hardline_benchmark_versions"]) if c.benchmark == BENCHMARK]
     every = [(c, c.resolve(data)) for cat in catalogs for c in cat.of_kind(*NODE_KINDS) if _deployable(c, config)]
     owners = [(p["owner"], p["group"]) for c, p in every if c.kind == "file_owner"]
-    layouts = [load_layout(name) for name in candidates]
+    layouts = [known[name] for name in candidates]
     detect = [p for layout in layouts for p in layout.get("detect", [])]
     state = host.get_fact(KubeNodeState, **gather_args(layouts, every, detect=detect, users=[o for o, _ in owners],
                                                         groups=[g for _, g in owners]))
@@ -116,7 +117,7 @@ def k8s_host() -> K8sHost | None:
     if name is None:
         raise HardlineDataError(f"host {config.name}: no Kubernetes layout detected (none of "
                                 f"{', '.join(detect)} exists); set k8s_layout")
-    view = NodeView(load_layout(name), state)
+    view = NodeView(known[name], state)
     version = _pick_version(config, catalogs, view)
     items = [(c, c.resolve(data)) for c in controls(config, *NODE_KINDS, versions={BENCHMARK: version})
              if c.benchmark == BENCHMARK and _deployable(c, config)]
