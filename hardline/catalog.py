@@ -270,3 +270,15 @@ def tunables() -> dict[str, Tunable]:
 def defaults() -> dict[str, Any]:
     """Default value of every tunable: what deploys pass to pyinfra as data_defaults."""
     return {name: copy.deepcopy(t.default) for name, t in tunables().items()}
+
+
+LAYOUT_DIR = CATALOG_DIR / "layouts"
+
+
+@functools.lru_cache(maxsize=None)
+def kubernetes_layouts() -> dict[str, dict[str, Any]]:
+    """Every Kubernetes node layout (hardline/catalogs/layouts/<name>.yml) by name, in the order
+    auto-detection tries them (kubeadm first: the layout the benchmark is written for)."""
+    found = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(LAYOUT_DIR.glob("*.yml"))}
+    order = sorted(found, key=lambda name: (name != "kubeadm", name))
+    return {name: found[name] for name in order}
