@@ -40,10 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import testinfra.host
-
 from ..daemons import kill_and_wait, set_parent_death_signal, tail
-from ..sshd import SFTP_SERVER, SSHD, StrictParamikoBackend, ssh_keygen
+from ..sshd import SFTP_SERVER, SSHD, pyinfra_ssh_data, ssh_keygen, strict_testinfra_host
 from . import plumbing
 from .images import BINARIES
 
@@ -187,17 +185,8 @@ class K8sNode:
 
     def pyinfra_data(self, **extra: Any) -> dict[str, Any]:
         """pyinfra host data for this node as a normal SSH host (host key checked)."""
-        return {
-            "ssh_hostname": "127.0.0.1",
-            "ssh_port": self.ssh_port,
-            "ssh_user": "root",
-            "ssh_key": str(self.client_key),
-            "ssh_known_hosts_file": str(self.known_hosts),
-            "ssh_strict_host_key_checking": "yes",
-            "ssh_allow_agent": False,
-            "ssh_look_for_keys": False,
-            **extra,
-        }
+        assert self.ssh_port is not None, f"node {self.name} is not running"
+        return pyinfra_ssh_data(self.ssh_port, self.client_key, self.known_hosts, **extra)
 
     def ssh(self, *remote: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """A command over real SSH (OpenSSH client, strict host key): one argument is a shell
@@ -208,11 +197,8 @@ class K8sNode:
 
     def testinfra_host(self) -> Any:
         """A testinfra host over paramiko that checks the node's host key."""
-        backend = StrictParamikoBackend(f"root@127.0.0.1:{self.ssh_port}", known_hosts=str(self.known_hosts),
-                                        strict="yes", ssh_identity_file=str(self.client_key))  # fmt: skip
-        host = testinfra.host.Host(backend)
-        backend.set_host(host)
-        return host
+        assert self.ssh_port is not None, f"node {self.name} is not running"
+        return strict_testinfra_host(self.ssh_port, self.client_key, self.known_hosts)
 
     # -- internals -----------------------------------------------------------------------------
 

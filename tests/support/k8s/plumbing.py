@@ -14,6 +14,7 @@ forwarder (forward.py).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -139,4 +140,12 @@ def reap_stale(base_dir: str | os.PathLike[str] = "/tmp", min_age: float = 120) 
         if leftover.is_dir() and not mounts_under(leftover):
             shutil.rmtree(leftover, ignore_errors=True)
         reaped.append(switch)
+    # directories whose namespaces are gone already (killed between mkdir and `ip netns add`)
+    for leftover in Path(base_dir).glob(f"{PREFIX}*"):
+        name = leftover.name
+        if not re.fullmatch(PREFIX + r"[a-z0-9]{6}", name) or (NETNS_DIR / name).exists():
+            continue
+        if time.time() - leftover.stat().st_mtime >= min_age and not mounts_under(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
+            reaped.append(name)
     return reaped
