@@ -36,6 +36,8 @@ def target_paths(target: dict[str, Any], data: dict[str, Any]) -> list[str]:
 def docker_files():
     config = host_config()
     for control in controls(config, "file_owner", "file_mode"):
+        if control.benchmark != "cis-docker":  # CIS Kubernetes names files through layouts: kubernetes.py
+            continue
         params = control.resolve(config.data)
         for path in target_paths(params["target"], config.data):
             if control.kind == "file_owner":

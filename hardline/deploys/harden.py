@@ -22,15 +22,16 @@ from hardline.deploys.platform import platform
 
 def harden() -> None:
     """Every hardening deploy, in the order their hand-offs need."""
-    host_config()  # refuse bad inventory data before anything runs
+    config = host_config()  # refuse bad inventory data before anything runs
     sysctls()
     kernel_modules()
     lsm()  # before docker_daemon: SELinux hands selinux-enabled to daemon.json
-    docker_users()
-    docker_runtime()  # before docker_daemon: hands TLS/seccomp keys to daemon.json
-    docker_daemon()
-    docker_files()
-    docker_audit()
+    if "docker" in config.roles:  # a Kubernetes node without the docker role gets no daemon.json
+        docker_users()
+        docker_runtime()  # before docker_daemon: hands TLS/seccomp keys to daemon.json
+        docker_daemon()
+        docker_files()
+        docker_audit()
     platform()
     # Kubernetes nodes (roles k8s_control_plane, k8s_etcd, k8s_worker): files (the etcd owner
     # first), the kubelet (static pods keep running while it restarts), then the static pods one
