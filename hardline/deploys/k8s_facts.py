@@ -25,6 +25,7 @@ from pyinfra.api import FactBase
 from typing_extensions import override
 
 MARK = "@@hl"
+TAG = "hardline kubernetes"  # first line of every command of these facts (found in logs and counts)
 END = "@@hl-end"
 STAT = "stat -L -c '%U %G %a %F'"
 
@@ -77,7 +78,7 @@ class KubeNodeState(FactBase):
         read / stat: paths; read_flag / stat_flag: [component, flag] whose value (a path in the
         component's command line) is read / stat'ed too; globs: patterns (** = any depth)."""
         names = sorted({n[:15] for ns in processes.values() for n in ns})
-        lines = [_FUNCTIONS, "procs=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" || continue; "
+        lines = [f"# {TAG}: node state", _FUNCTIONS, "procs=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" || continue; "
                  f"case ' '{_q(' '.join(names) + ' ')} in *\" $c \"*) echo \"${{d#/proc/}} $c\";; esac; done | sort -n)"]
         for comp, procnames in sorted(processes.items()):
             var = f"pid_{comp}"
@@ -167,7 +168,7 @@ class ComponentHelp(FactBase):
     @override
     def command(self, pid: int | None = None, binary: str | None = None) -> str:
         exe = f"/proc/{int(pid)}/exe" if pid else _q(binary)
-        return f"timeout 30 {exe} --help 2>&1; echo {END}"
+        return f"# {TAG}: flags the binary knows\ntimeout 30 {exe} --help 2>&1; echo {END}"
 
     @override
     def process(self, output: list[str]) -> dict[str, set[str]] | None:

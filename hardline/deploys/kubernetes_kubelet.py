@@ -78,8 +78,9 @@ def _kubelet(node: K8sHost, items: list) -> None:
     if known is None:
         problems.append("the kubelet's --help could not be read: the settings to write cannot be checked")
     else:
+        in_use = {a[2:].split("=", 1)[0] for a in proc["argv"] if a.startswith("--")}
         problems += [f"the kubelet does not know --{f} (its config key is newer than the kubelet): not written"
-                     for f in sorted(out.flags - known["flags"])]
+                     for f in sorted(out.flags - known["flags"] - in_use)]
     problems += [f"{key}: {p} does not exist on the node" for key, p in out.paths.items() if view.stat(p) is None]
     files = [(path, read["text"], _config_text(read["text"], config, new_config, out))]
     files += _flag_files(view, spec, removals, problems)

@@ -104,7 +104,7 @@ def _plan_component(node: K8sHost, comp: str, items: list, problems: list[str]) 
     if proc is None:
         own.append(f"{comp} is not running: the flags its binary knows cannot be checked, so {path} is not edited")
     else:
-        own += _unknown(comp, proc["pid"], out)
+        own += _unknown(comp, proc["pid"], out, proc["argv"])
     mounts = _mounts(comp, pod, container, out, view, own)
     if own:
         problems += own
@@ -134,12 +134,15 @@ def _plan_component(node: K8sHost, comp: str, items: list, problems: list[str]) 
             log_glob if SAFE_GLOB.match(log_glob) else "/nonexistent")
 
 
-def _unknown(comp: str, pid: int, out: Outcome) -> list[str]:
-    """Flags and admission plugins the running binary does not know (read from its --help)."""
+def _unknown(comp: str, pid: int, out: Outcome, running: list[str]) -> list[str]:
+    """Flags and admission plugins the running binary does not know: not in its --help (which
+    hides deprecated flags) nor on the command line it runs with."""
     known = host.get_fact(ComponentHelp, pid=pid)
     if known is None:
         return [f"{comp}: its --help could not be read, so the flags to write cannot be checked"]
-    problems = [f"{comp} does not know --{f} (not in its --help): not written" for f in sorted(out.flags - known["flags"])]
+    in_use = {a[2:].split("=", 1)[0] for a in running if a.startswith("--")}
+    problems = [f"{comp} does not know --{f} (not in its --help): not written"
+                for f in sorted(out.flags - known["flags"] - in_use)]
     problems += [f"{comp} does not know the admission plugin {p}: not enabled" for p in
                  sorted(out.plugins - known["admission_plugins"])]
     return problems
