@@ -291,7 +291,7 @@ def test_drift_waivers_and_score_gate_work_for_kubernetes(cluster, tmp_path):
     assert hardline(*gate, cwd=tmp_path).returncode == 3
     # waived: the deploy leaves it, verify reports WAIVED, the gate is met
     waived = inventory(cluster, tmp_path / "w", every={"hardline_waivers": [
-        *WAIVE_PLATFORM, WAIVE_PSP, {"id": "1.1.13", "reason": "admin.conf shared with the ops group (ticket 42)"}]})
+        *WAIVE_PLATFORM, WAIVE_PSP, {"id": "cis-kubernetes:1.20:1.1.13", "reason": "admin.conf shared with the ops group (ticket 42)"}]})
     run = deploy(tmp_path / "w", waived, HARDEN)
     assert run.returncode == 0 and run.changed == {"cp1": [], "w1": []}, run.tail()
     assert oct(cp.path("/etc/kubernetes/admin.conf").stat().st_mode & 0o777) == "0o666"
