@@ -4,14 +4,15 @@ hardline/inventory.py for hosts with a Kubernetes role, before any deploy or che
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hardline.catalog import available, load_catalog
 
 K8S_ROLES = {"k8s_control_plane", "k8s_etcd", "k8s_worker"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def manual_slugs() -> dict[str, set[str]]:
     """Slug -> the CIS Kubernetes versions in which it is a manual node item with a kind."""
     found: dict[str, set[str]] = {}

@@ -74,7 +74,7 @@ def inventory(cluster, workdir: Path, cp1: dict | None = None, every: dict | Non
 
 
 def hardline(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hardline.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hardline.cli", *args], cwd=cwd, capture_output=True, text=True, check=False,
                           timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 

@@ -78,8 +78,8 @@ class KubeNodeState(FactBase):
         read / stat: paths; read_flag / stat_flag: [component, flag] whose value (a path in the
         component's command line) is read / stat'ed too; globs: patterns (** = any depth)."""
         names = sorted({n[:15] for ns in processes.values() for n in ns})
-        lines = [f"# {TAG}: node state", _FUNCTIONS, "procs=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" || continue; "
-                 f"case ' '{_q(' '.join(names) + ' ')} in *\" $c \"*) echo \"${{d#/proc/}} $c\";; esac; done | sort -n)"]
+        lines = [f"# {TAG}: node state", _FUNCTIONS, ("procs=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" || continue; "
+                 f"case ' '{_q(' '.join(names) + ' ')} in *\" $c \"*) echo \"${{d#/proc/}} $c\";; esac; done | sort -n)")]
         for comp, procnames in sorted(processes.items()):
             var = f"pid_{comp}"
             lines.append(f"{var}=$(findpid {_q(comp)} {' '.join(_q(n) for n in procnames)})")

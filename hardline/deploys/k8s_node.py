@@ -58,7 +58,7 @@ def gather_args(layouts: list[dict[str, Any]], controls: list[tuple[Control, dic
         write = params.get("write")
         if params.get("path_exists"):
             stat += [v for v in (write.values() if isinstance(write, dict) else [write]) if isinstance(v, str) and v]
-    unique = lambda items: list(dict.fromkeys(tuple(i) if isinstance(i, list) else i for i in items))  # noqa: E731
+    unique = lambda items: list(dict.fromkeys(tuple(i) if isinstance(i, list) else i for i in items))
     return {
         "processes": {c: names for c, names in processes.items() if names},
         "environ": unique(environ),
@@ -164,8 +164,7 @@ class NodeView:
 
 def _matches(path: str, pattern: str) -> bool:
     """fnmatch with ``**`` for any depth (``*`` stays within one path component)."""
-    base, depth = glob_base(pattern)
-    if depth is not None:
+    if glob_base(pattern)[1] is not None:
         return path.count("/") == pattern.count("/") and fnmatch.fnmatchcase(path, pattern)
     prefix = pattern.split("**", 1)[0].rstrip("/")
     tail = pattern.split("**", 1)[1].lstrip("/")

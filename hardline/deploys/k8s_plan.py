@@ -18,7 +18,16 @@ from typing import Any
 
 from hardline.catalog import Control, minor
 from hardline.deploys.k8s_values import (
-    duration_seconds, effective, map_value, passes, remove_flag, set_flag, set_map_key, to_text, typed, value_type,
+    duration_seconds,
+    effective,
+    map_value,
+    passes,
+    remove_flag,
+    set_flag,
+    set_map_key,
+    to_text,
+    typed,
+    value_type,
 )
 
 # flags naming a path the component writes into: its directory is mounted into the static pod
@@ -36,7 +45,7 @@ class Outcome:
     written_dirs: dict[str, str] = field(default_factory=dict)  # flag -> directory the component writes into
     sysctls: dict[str, str] = field(default_factory=dict)  # kernel settings needed first (kubelet)
 
-    def keys(self) -> list[str]:
+    def control_keys(self) -> list[str]:
         return list(dict.fromkeys(k for k, _ in self.changes))
 
 

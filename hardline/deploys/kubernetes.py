@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pyinfra import host
@@ -55,7 +55,7 @@ class K8sHost:
         """The control's place in its catalog: the same number on every host."""
         return load_catalog(control.benchmark, control.version).controls.index(control)
 
-    def fail(self, problems: list[str]) -> None:
+    def fail(self, problems: list[str]) -> NoReturn:
         raise HardlineDataError(f"host {self.config.name}: refused, nothing changed on this host:\n  - "
                                 + "\n  - ".join(problems))
 
@@ -134,8 +134,8 @@ def _pick_version(config: HostConfig, catalogs: list, view: NodeView) -> str:
         return next(iter(versions))
     if not view.version:
         raise HardlineDataError(f"host {config.name}: cannot pick the {BENCHMARK} version: no Kubernetes version "
-                                "found (no running kubelet answered --version); set hardline_benchmark_versions, "
-                                f'e.g. {{"{BENCHMARK}": "{sorted(versions)[-1]}"}}')
+                                "found (no running API server, kubelet or kube-proxy answered --version); set "
+                                f'hardline_benchmark_versions, e.g. {{"{BENCHMARK}": "{max(versions)}"}}')
     return catalog_for(list(versions.values()), view.version).version
 
 

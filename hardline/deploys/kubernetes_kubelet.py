@@ -57,13 +57,14 @@ def _kubelet(node: K8sHost, items: list) -> None:
     problems: list[str] = []
     if proc is None:
         node.fail(["the kubelet is not running: its settings in effect cannot be read, nothing is changed"])
-    if not effective(proc["argv"], spec.get("config_flag", "config")) or read is None:
-        node.fail([f"the kubelet runs without a readable --{spec.get('config_flag', 'config')} file ({path}): "
-                   "the deploy edits the config file a kubelet uses, and this one has none"])
+    if not effective(proc["argv"], spec.get("config_flag", "config")) or read is None or path is None:
+        node.fail([(f"the kubelet runs without a readable --{spec.get('config_flag', 'config')} file ({path}): "
+                   "the deploy edits the config file a kubelet uses, and this one has none")])
     try:
         config = yaml.safe_load(read["text"]) or {}
-        assert isinstance(config, dict)
-    except (yaml.YAMLError, AssertionError):
+    except yaml.YAMLError:
+        config = None
+    if not isinstance(config, dict):
         node.fail([f"{path} is not a YAML mapping: not edited"])
     new_config, removals, out = plan_kubelet(config, proc["argv"], items, view.version)
     for note in out.notes:
@@ -88,7 +89,7 @@ def _kubelet(node: K8sHost, items: list) -> None:
     if problems:
         node.fail(problems)
     if sysctl_op:
-        name = ops_name([c for c, p in items if p.get("requires_sysctls") and c.key in out.keys()],
+        name = ops_name([c for c, p in items if p.get("requires_sysctls") and c.key in out.control_keys()],
                         "kernel settings the kubelet needs: " + ", ".join(f"{k}={v}" for k, v in sorted(out.sysctls.items())))
         with op_identity(0, name):
             kernel_settings(name=name, **sysctl_op)
@@ -96,7 +97,7 @@ def _kubelet(node: K8sHost, items: list) -> None:
     service = spec["deploy"].get("service", "kubelet")
     log = (f"if [ -d /run/systemd/system ]; then journalctl -u {shlex.quote(service)} -n 25 --no-pager; "
            "elif [ -f /var/log/kubelet.log ]; then tail -n 25 /var/log/kubelet.log; fi")
-    name = ops_name([c for c, _ in items if c.key in out.keys()], "kubelet: " + ", ".join(w for _, w in out.changes))
+    name = ops_name([c for c, _ in items if c.key in out.control_keys()], "kubelet: " + ", ".join(w for _, w in out.changes))
     with op_identity(1, name):
         kubelet_files(
             name=name, files=files, service=service, timeout=data["k8s_restart_timeout"],

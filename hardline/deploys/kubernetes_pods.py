@@ -55,7 +55,7 @@ def kubernetes_static_pods() -> None:
         node.fail(problems)
     data = node.config.data
     for comp, items, out, path, text, new_text, argv, new_argv, health, log_glob in planned:
-        name = ops_name([c for c, _ in items if c.key in out.keys()],
+        name = ops_name([c for c, _ in items if c.key in out.control_keys()],
                         f"{node.view.component(comp)['deploy']['file']}: " + ", ".join(w for _, w in out.changes))
         with op_identity(ORDER.index(comp), name):
             static_pod_manifest(
@@ -154,9 +154,9 @@ def _covering(path: str, pod: dict[str, Any], container: dict[str, Any]) -> tupl
     best = None
     for mount in container.get("volumeMounts") or []:
         where = str(mount.get("mountPath", "")).rstrip("/") or "/"
-        if (path == where or path.startswith(where.rstrip("/") + "/")) and volumes.get(mount.get("name")):
-            if best is None or len(where) > len(best[0]):
-                best = (where, volumes[mount.get("name")])
+        inside = path == where or path.startswith(where.rstrip("/") + "/")
+        if inside and volumes.get(mount.get("name")) and (best is None or len(where) > len(best[0])):
+            best = (where, str(volumes[mount.get("name")]))
     return best
 
 
@@ -205,9 +205,10 @@ def _health(comp: str, spec: dict[str, Any], argv: list[str]) -> str:
     port = effective(argv, health.get("port_flag", "secure-port")) or str(health.get("default_port", 443))
     bind = effective(argv, "bind-address") or "127.0.0.1"
     address = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else f"[{bind}]" if ":" in bind else bind
-    cert = []
-    if comp == "apiserver" and effective(argv, "kubelet-client-certificate") and effective(argv, "kubelet-client-key"):
+    cert: list[str] = []
+    client_cert, client_key = effective(argv, "kubelet-client-certificate"), effective(argv, "kubelet-client-key")
+    if comp == "apiserver" and client_cert and client_key:
         # the API server's client certificate for kubelets (kubeadm: system:masters): /readyz answers
         # it also when anonymous requests are off (CIS 1.2.1)
-        cert = ["--cert", effective(argv, "kubelet-client-certificate"), "--key", effective(argv, "kubelet-client-key")]
+        cert = ["--cert", client_cert, "--key", client_key]
     return q(["curl", "-sfk", "--max-time", "10", *cert, f"https://{address}:{port}{health.get('path', '/healthz')}"])

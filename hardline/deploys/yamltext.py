@@ -14,7 +14,8 @@ says so, so the outcome is always the data asked for.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 

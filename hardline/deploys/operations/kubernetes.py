@@ -88,8 +88,8 @@ def static_pod_script(path: str, current: str, new: str, process: str, argv_old:
         f"healthy() {{ {health} >/dev/null 2>&1; }}",
         f"want={_q(argv_sum(argv_new))}",
         'current() { pid_with "$comm" "$want"; }',
-        f'unchanged "$path" {_q(sha256(current))} || {{ echo "hardline: $path changed since the deploy read it; '
-        'not replaced" >&2; exit 1; }',
+        (f'unchanged "$path" {_q(sha256(current))} || {{ echo "hardline: $path changed since the deploy read it; '
+        'not replaced" >&2; exit 1; }'),
         'backup=$(keep "$path") || exit 1',
         f'put "$path" {_q(base64.b64encode(new.encode()).decode())} || {{ echo "hardline: could not write $path" >&2; exit 1; }}',
         f'if stable; then echo "hardline: {process} runs the new $path and is healthy (previous kept as $backup)"; exit 0; fi',
@@ -97,8 +97,8 @@ def static_pod_script(path: str, current: str, new: str, process: str, argv_old:
         'restore "$backup" "$path"',
         f"want={_q(argv_sum(argv_old))}",
         'if stable; then state="healthy again with the previous manifest"; else state="STILL NOT HEALTHY"; fi',
-        f'echo "hardline: {process} did not run healthy with the new $path within ${{timeout}}s; rolled back to '
-        f'$backup, {process} is $state. {process} log:" >&2',
+        (f'echo "hardline: {process} did not run healthy with the new $path within ${{timeout}}s; rolled back to '
+        f'$backup, {process} is $state. {process} log:" >&2'),
         'echo "$log" >&2',
         "exit 1",
     ])
@@ -135,10 +135,10 @@ def kubelet_script(files: list[tuple[str, str, str]], service: str, health: str,
     """Swap the kubelet's config and flag files, restart it, wait, roll back (module docstring)."""
     lines = [f"backup_dir={_q(backup_dir)} timeout={int(timeout)}", _COMMON,
              f"healthy() {{ {health} >/dev/null 2>&1; }}",
-             "current() { for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" && [ \"$c\" = kubelet ] "
-             "&& [ \"${d#/proc/}\" != \"$old\" ] && { echo \"${d#/proc/}\"; return 0; }; done; return 1; }",
-             "old=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" && [ \"$c\" = kubelet ] "
-             "&& echo \"${d#/proc/}\"; done | head -n 1)"]
+             ("current() { for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" && [ \"$c\" = kubelet ] "
+             "&& [ \"${d#/proc/}\" != \"$old\" ] && { echo \"${d#/proc/}\"; return 0; }; done; return 1; }"),
+             ("old=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" && [ \"$c\" = kubelet ] "
+             "&& echo \"${d#/proc/}\"; done | head -n 1)")]
     for i, (path, current, _new) in enumerate(files):
         lines.append(f"unchanged {_q(path)} {_q(sha256(current))} || {{ echo 'hardline: '{_q(path)}' changed since the "
                      "deploy read it; nothing replaced' >&2; exit 1; }")
@@ -150,14 +150,14 @@ def kubelet_script(files: list[tuple[str, str, str]], service: str, health: str,
                      + ("; " if i else "") + f"echo 'hardline: could not write '{_q(path)} >&2; exit 1; }}")
     restart = f"systemctl restart {_q(service)}"
     lines += [
-        f'if {restart} && stable; then echo "hardline: {service} restarted with its new files and is healthy '
-        f'(previous kept in $backup_dir, suffix $stamp)"; exit 0; fi',
+        (f'if {restart} && stable; then echo "hardline: {service} restarted with its new files and is healthy '
+        f'(previous kept in $backup_dir, suffix $stamp)"; exit 0; fi'),
         f"log=$({log_command} 2>/dev/null)",
         *[f'restore "$b{i}" {_q(path)}' for i, (path, _c, _n) in enumerate(files)],
         "old=none",
         f'if {restart} && stable; then state="healthy again with its previous files"; else state="STILL NOT HEALTHY"; fi',
-        f'echo "hardline: {service} did not come back healthy within ${{timeout}}s; previous files restored '
-        f'(suffix $stamp in $backup_dir), {service} is $state. {service} log:" >&2',
+        (f'echo "hardline: {service} did not come back healthy within ${{timeout}}s; previous files restored '
+        f'(suffix $stamp in $backup_dir), {service} is $state. {service} log:" >&2'),
         'echo "$log" >&2',
         "exit 1",
     ]
