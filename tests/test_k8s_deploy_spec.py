@@ -6,6 +6,8 @@ code against live nodes."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from hardline.deploys.k8s_facts import KubeNodeState, glob_base, parse_help
 from hardline.deploys.k8s_node import NodeView, flag_file_edit, gather_args
 from hardline.deploys.k8s_plan import plan_flags, plan_kubelet, version_note
 from hardline.deploys.k8s_values import effective, passes, set_flag, set_map_key, typed
+from hardline.deploys.operations.kubernetes import kernel_settings, kubelet_files, static_pod_manifest
 from hardline.deploys.yamltext import append_items, replace_sequence, rewrite, set_key
 
 DATA = Path(__file__).parent / "data" / "kubeadm-1.20"
@@ -245,3 +248,56 @@ def test_glob_base_and_depth():
     assert glob_base("/etc/kubernetes/pki/**/*.crt") == ("/etc/kubernetes/pki", None)
     assert glob_base("/etc/systemd/system/kubelet.service.d/*.conf") == ("/etc/systemd/system/kubelet.service.d", 1)
     assert glob_base("/etc/kubernetes/pki") == ("/etc/kubernetes/pki", 0)
+
+
+# -------------------------------------------------------------------------------- operations
+
+
+@pytest.fixture
+def pyinfra_host():
+    """The current pyinfra host for an operation's generator (it reads no fact: state is given)."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.context import ctx_host, ctx_state
+
+    inventory = Inventory((["spec-host"], {}))
+    with ctx_state.use(State(inventory, Config())), ctx_host.use(inventory.get_host("spec-host")):
+        yield
+
+
+def _commands(generator) -> list[str]:
+    return [c.get_raw_value() for c in generator]
+
+
+def test_manifest_operation_is_one_checked_command_and_nothing_when_unchanged(pyinfra_host):
+    text, command = manifest("kube-scheduler")
+    args = {"path": "/etc/kubernetes/manifests/kube-scheduler.yaml", "process": "kube-scheduler", "argv_old": command,
+            "health": "curl -sfk https://127.0.0.1:10259/healthz", "timeout": 240,
+            "backup_dir": "/var/lib/hardline/backups/kubernetes",
+            "log_glob": "/var/log/pods/kube-system_kube-scheduler-*_*/kube-scheduler/*.log"}
+    assert _commands(static_pod_manifest._inner(current=text, new=text, argv_new=command, **args)) == []
+    hostile = text.replace("--port=0", "--port=0\n    - --x=$(touch /tmp/pwned)'`")
+    new_command = yaml.safe_load(hostile)["spec"]["containers"][0]["command"]
+    (one,) = _commands(static_pod_manifest._inner(current=text, new=hostile, argv_new=new_command, **args))
+    assert "$(touch" not in one and base64.b64encode(hostile.encode()).decode() in one  # content only as base64
+    assert hashlib.sha256(text.encode()).hexdigest() in one  # the swap refuses a file changed since it was read
+    script = shlex.split(one)[2]
+    assert subprocess.run(["sh", "-n", "-c", script], check=False).returncode == 0
+
+
+def test_kubelet_and_kernel_operations(pyinfra_host):
+    config = (DATA / "kubelet-config.yaml").read_text()
+    files = [("/var/lib/kubelet/config.yaml", config, config)]
+    args = {"service": "kubelet", "health": "curl -sf http://127.0.0.1:10248/healthz", "timeout": 240,
+            "backup_dir": "/var/lib/hardline/backups/kubernetes", "log_command": "tail -n 25 /var/log/kubelet.log"}
+    assert _commands(kubelet_files._inner(files=files, **args)) == []
+    changed = [*files, ("/etc/default/kubelet", 'KUBELET_EXTRA_ARGS="--anonymous-auth=true"\n', 'KUBELET_EXTRA_ARGS=""\n')]
+    (one,) = _commands(kubelet_files._inner(files=changed, **args))
+    assert subprocess.run(["sh", "-n", "-c", shlex.split(one)[2]], check=False).returncode == 0
+    assert "/etc/default/kubelet" in one and "/var/lib/kubelet/config.yaml" not in one  # only what changes
+    wanted = {"kernel.panic": "10", "vm.overcommit_memory": "1"}
+    persisted = "".join(f"{k} = {v}\n" for k, v in sorted(wanted.items()))
+    assert _commands(kernel_settings._inner(path="/etc/sysctl.d/90-hardline-kubelet.conf", current=persisted,
+                                            new=persisted, live=wanted, wanted=wanted)) == []
+    (fix,) = _commands(kernel_settings._inner(path="/etc/sysctl.d/90-hardline-kubelet.conf", current=persisted,
+                                              new=persisted, live={**wanted, "kernel.panic": "0"}, wanted=wanted))
+    assert fix == "set -e; sysctl -w kernel.panic=10 >/dev/null; true"
