@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hardline.catalog import defaults, kubernetes_layouts, load_catalog
+from hardline.catalog import catalog_for, defaults, kubernetes_layouts, load_catalog
 from hardline.deploys.k8s_facts import KubeNodeState, glob_base, parse_help
 from hardline.deploys.k8s_node import NodeView, flag_file_edit, gather_args
 from hardline.deploys.k8s_plan import plan_flags, plan_kubelet, version_note
@@ -301,3 +301,12 @@ def test_kubelet_and_kernel_operations(pyinfra_host):
     (fix,) = _commands(kernel_settings._inner(path="/etc/sysctl.d/90-hardline-kubelet.conf", current=persisted,
                                               new=persisted, live={**wanted, "kernel.panic": "0"}, wanted=wanted))
     assert fix == "set -e; sysctl -w kernel.panic=10 >/dev/null; true"
+
+
+@pytest.mark.parametrize("running, version", [("v1.19.16", "1.20"), ("v1.20.2", "1.20"), ("v1.21.0", "1.20"),
+                                              ("v1.25.3", "1.20"), ("v1.32.1", "1.12"), ("v1.34.0", "1.12")])
+def test_the_deploy_picks_the_benchmark_version_verification_picks(running, version):
+    from hardline.benchmarks.select import pick_version  # the check side's pick, to compare with (test code only)
+
+    versions = [load_catalog("cis-kubernetes", v) for v in ("1.12", "1.20")]
+    assert catalog_for(versions, running).version == version == pick_version(versions, running).version
