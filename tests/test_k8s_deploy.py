@@ -199,6 +199,9 @@ def test_dry_run_shows_every_edit_and_changes_nothing(cluster, tmp_path):
                 "1.3.3,", "1.3.6,", "1.3.7", "1.4.2", "2.3,2.6]", "4.2.1,"):
         assert key in planned, (key, run.changed["cp1"])
     assert not any("cis-kubernetes" not in name for name in run.changed["cp1"] + run.changed["w1"])
+    # what it leaves, it says (at pyinfra's default verbosity)
+    assert ("[cp1] [cis-kubernetes:1.20:1.2.32] verify only: --encryption-provider-config is not set by the deploy "
+            "until apiserver_encryption_provider_config is set in inventory") in run.output
     # one gathered reading per node, plus the --help of each component whose flags change
     assert kube_commands(run) == {"cp1": 6, "w1": 2}, run.command_list
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import yaml
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -73,6 +73,12 @@ def op_identity(rank: int, name: str) -> Iterator[None]:
         yield
     finally:
         del host.loop_position[-len(numbers):]
+
+
+def say(text: str) -> None:
+    """Tell the operator what the deploy leaves as it is and why (a verify-only item, one the
+    running version cannot express): printed at pyinfra's default verbosity, as "[host] text"."""
+    logger.info(f"{host.print_prefix}{text}")
 
 
 def ops_name(items: list[tuple[Control, Any]] | list[Control], text: str) -> str:

@@ -22,7 +22,7 @@ from hardline.deploys.k8s_facts import ComponentHelp
 from hardline.deploys.k8s_node import SYSCTL_PERSIST_FILE, flag_file_edit
 from hardline.deploys.k8s_plan import plan_kubelet, version_note
 from hardline.deploys.k8s_values import effective
-from hardline.deploys.kubernetes import K8sHost, k8s_host, op_identity, ops_name
+from hardline.deploys.kubernetes import K8sHost, k8s_host, op_identity, ops_name, say
 from hardline.deploys.operations.kubernetes import kernel_settings, kubelet_files
 from hardline.deploys.yamltext import rewrite, set_key
 
@@ -36,7 +36,7 @@ def kubernetes_kubelet() -> None:
     for control, params in node.of_kind("kubelet_setting"):
         note = version_note(control, node.view.version)
         if note:
-            host.noop(note)
+            say(note)
         else:
             items.append((control, params))
     if items:
@@ -48,7 +48,7 @@ def _kubelet(node: K8sHost, items: list) -> None:
     spec = view.component("kubelet")
     method = spec.get("deploy", {}).get("method")
     if method != "kubelet_config":
-        host.noop(f"[{items[0][0].catalog_key}] kubelet settings are not remediated on this node: layout {view.name} "
+        say(f"[{items[0][0].catalog_key}] kubelet settings are not remediated on this node: layout {view.name} "
                   f"sets them through {method} (reported by verification only)")
         return
     proc = view.proc("kubelet")
@@ -68,7 +68,7 @@ def _kubelet(node: K8sHost, items: list) -> None:
         node.fail([f"{path} is not a YAML mapping: not edited"])
     new_config, removals, out = plan_kubelet(config, proc["argv"], items, view.version)
     for note in out.notes:
-        host.noop(note)
+        say(note)
     if not out.changes and not out.errors:
         return
     problems += out.errors
@@ -110,7 +110,7 @@ def _config_text(text: str, config: dict, new_config: dict, out) -> str:
     edits = [lambda t, k=key, v=value: set_key(t, k, v) for key, value in _changed_keys(config, new_config)]
     new_text, in_place = rewrite(text, new_config, *edits)
     if not in_place:
-        host.noop("the kubelet config could not be edited line by line; written from its parsed content")
+        say("the kubelet config could not be edited line by line; written from its parsed content")
     return new_text
 
 

@@ -24,7 +24,7 @@ from hardline.deploys.common import DEFAULTS
 from hardline.deploys.k8s_facts import ComponentHelp
 from hardline.deploys.k8s_plan import Outcome, plan_flags, version_note
 from hardline.deploys.k8s_values import effective
-from hardline.deploys.kubernetes import K8sHost, k8s_host, op_identity, ops_name
+from hardline.deploys.kubernetes import K8sHost, k8s_host, op_identity, ops_name, say
 from hardline.deploys.operations.kubernetes import static_pod_manifest
 from hardline.deploys.yamltext import append_items, replace_sequence, rewrite
 
@@ -45,7 +45,7 @@ def kubernetes_static_pods() -> None:
         for control, _ in items:
             note = version_note(control, node.view.version)
             if note:
-                host.noop(note)
+                say(note)
         items = [(c, p) for c, p in items if not version_note(c, node.view.version)]
         if items:
             change = _plan_component(node, comp, items, problems)
@@ -73,7 +73,7 @@ def _plan_component(node: K8sHost, comp: str, items: list, problems: list[str]) 
     method = spec.get("deploy", {}).get("method")
     if method != "static_pod":
         why = spec.get("deploy", {}).get("why") or f"layout {view.name} sets {comp} flags through {method}"
-        host.noop(f"[{items[0][0].catalog_key}] {comp} flags are not remediated on this node: {why} "
+        say(f"[{items[0][0].catalog_key}] {comp} flags are not remediated on this node: {why} "
                   "(reported by verification only)")
         return None
     path = spec["deploy"]["file"]
@@ -92,7 +92,7 @@ def _plan_component(node: K8sHost, comp: str, items: list, problems: list[str]) 
     env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if isinstance(e, dict) and "name" in e}
     new_argv, out = plan_flags(argv, items, env, spec.get("env_prefix", ""))
     for note in out.notes:
-        host.noop(note)
+        say(note)
     if not out.changes and not out.errors:
         return None
     own = [f"{comp}: {e}" for e in out.errors]
@@ -127,7 +127,7 @@ def _plan_component(node: K8sHost, comp: str, items: list, problems: list[str]) 
         edits.append(lambda t: append_items(t, "volumes", [v for _, v in mounts], indent=2))
     new_text, in_place = rewrite(read["text"], expected, *edits)
     if not in_place:
-        host.noop(f"{path}: could not be edited line by line; written from its parsed content (same data, new layout)")
+        say(f"{path}: could not be edited line by line; written from its parsed content (same data, new layout)")
     meta = pod.get("metadata") or {}
     log_glob = f"/var/log/pods/{meta.get('namespace', 'kube-system')}_{meta.get('name', comp)}-*_*/{target['name']}/*.log"
     return (comp, items, out, path, read["text"], new_text, argv, new_argv, _health(comp, spec, new_argv),
