@@ -17,7 +17,7 @@ from pathlib import Path
 from hardline.catalog import ROLES
 from hardline.results import (
     ERROR, FAIL, STATUSES, RunResults, ResultsFileError, counts, gate, gated_exit_code, host_scores,
-    load_json, merge_runs, score, write_json, write_junit,
+    load_json, merge_runs, score, write_json,
 )
 
 EXIT_USAGE = 4
@@ -119,13 +119,16 @@ def _load_previous(path: str | None) -> RunResults | None:
     return load_json(path) if path else None
 
 
-def write_outputs(run: RunResults, args: argparse.Namespace, previous: RunResults | None = None) -> list[str]:
-    """Write the --junit/--json/--html files a command was asked for; returns lines naming them."""
+def write_outputs(run: RunResults, args: argparse.Namespace, previous: RunResults | None = None,
+                  junit_extra: tuple = ()) -> list[str]:
+    """Write the --junit/--json/--html files a command was asked for; returns lines naming them.
+    ``junit_extra``: more JUnit suites for the same document (drift's)."""
+    from hardline.junit import write_junit
     from hardline.report import write_html
 
     written = []
     if getattr(args, "junit", None):
-        write_junit(run.results, args.junit, meta=run.meta)
+        write_junit(run.results, args.junit, meta=run.meta, extra=junit_extra)
         written.append(f"JUnit XML: {args.junit}")
     if getattr(args, "json", None):
         write_json(run, args.json)
@@ -280,9 +283,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         newly = compare(previous, run).newly_failing
         run.meta["drift"]["newly_failing"] = sorted(f"{c.key[0]} {c.key[1]}" + (f" [{c.key[2]}]" if c.key[2] else "")
                                                     for c in newly)
-    written = write_outputs(run, args, previous)
-    if args.junit:
-        junit_drift_suite(drift, args.junit)
+    written = write_outputs(run, args, previous, junit_extra=(junit_drift_suite(drift),))
     print(drift.text())
     if previous is not None:
         newly = run.meta["drift"]["newly_failing"]

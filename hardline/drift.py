@@ -26,10 +26,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from junit_xml import TestCase, TestSuite
 
 from hardline.results import ERROR, FAIL, Result, control_sort_key
 
@@ -212,23 +213,17 @@ class Drift:
         return "\n".join(lines)
 
 
-def junit_drift_suite(drift: Drift, path: str | Path) -> None:
-    """Append a "drift" testsuite to a JUnit file: one testcase per host, failing with the
-    operations that would change."""
-    tree = ET.parse(path)
-    root = tree.getroot()
-    changed = [h for h in drift.hosts if drift.plan.changes.get(h)]
-    unplanned = [h for h in drift.hosts if h not in drift.plan.planned]
-    suite = ET.SubElement(root, "testsuite", name="drift (pyinfra dry run)", tests=str(len(drift.hosts)),
-                          failures=str(len(changed)), errors=str(len(unplanned)), skipped="0", time="0")
+def junit_drift_suite(drift: Drift) -> TestSuite:
+    """The "drift" JUnit testsuite (written by ``hardline.junit`` beside the controls' suites):
+    one testcase per host, failing with the operations that would change, an error when the host
+    could not be planned."""
+    cases = []
     for host in drift.hosts:
-        case = ET.SubElement(suite, "testcase", name=f"deploy would change nothing on {host}",
-                             classname=f"drift.{host}", time="0")
-        if host in unplanned:
-            ET.SubElement(case, "error", message="could not be planned", type="ERROR").text = drift.plan.output[-2000:]
+        case = TestCase(f"deploy would change nothing on {host}", classname=f"drift.{host}")
+        if host not in drift.plan.planned:
+            case.add_error_info("could not be planned", drift.plan.output[-2000:], "ERROR")
         elif drift.plan.changes.get(host):
             ops = drift.plan.changes[host]
-            ET.SubElement(case, "failure", message=f"{len(ops)} operation(s) would change",
-                          type="DRIFT").text = "\n".join(ops)
-    ET.indent(root)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+            case.add_failure_info(f"{len(ops)} operation(s) would change", "\n".join(ops), "DRIFT")
+        cases.append(case)
+    return TestSuite("drift (pyinfra dry run)", cases)

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from hardline.results import FAIL, PASS, STATUSES, RunResults, counts, exit_code, score, write_json, write_junit
+from hardline.junit import write_junit
+from hardline.results import FAIL, PASS, STATUSES, RunResults, counts, exit_code, score, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = ROOT / "inventories" / "lab.py"

@@ -10,10 +10,7 @@ Score (see README "Score"): per host, each control counts once (its subjects fol
 status). score = 100 * PASS / (PASS + FAIL + ERROR). SKIP, MANUAL and WAIVED are left out of
 both sides; ERROR counts against the score (an unverified control is never a pass); an expired
 waiver reports the control's own status (FAIL, ...) and so counts again.
-JUnit mapping: PASS -> passed testcase, FAIL -> <failure> (expected vs found), ERROR -> <error>,
-SKIP/MANUAL/WAIVED -> <skipped> with the reason. Every testcase carries the properties
-benchmark, benchmark_version, cis_id, control (the key), slug, level, automated, section, host
-and status.
+JUnit: ``hardline.junit`` (the one writer for verify, report and drift).
 
 Identity: a result is about (host, control key ``benchmark:version:id``, subject); comparisons
 and merges use that key, so CIS Docker 1.1.1 and CIS Kubernetes 1.1.1 never meet.
@@ -31,7 +28,6 @@ import hashlib
 import json
 import re
 import uuid
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -435,57 +431,3 @@ def compare(previous: RunResults, current: RunResults) -> Comparison:
     return Comparison(newly, fixed, other, host_scores(prev_results), host_scores(current.results),
                       score(prev_results), score(current.results), previous.meta)
 
-
-def write_junit(results: list[Result], path: str | Path, suite_name: str = "hardline",
-                meta: dict[str, Any] | None = None) -> Path:
-    """Write JUnit XML: one <testsuite> per host, one <testcase> per control.
-
-    junit-xml (the package) cannot attach properties to a testcase, which Jenkins and GitLab
-    show per test, so the XML is built with ElementTree.
-    """
-    root = ET.Element("testsuites", name=suite_name)
-    run_props = {}
-    if meta:
-        run_props = {"run_id": meta.get("id"), "hardline_version": meta.get("hardline_version"),
-                     "inventory_sha256": (meta.get("inventory") or {}).get("sha256")}
-    host_score = host_scores(results)
-    by_suite: dict[tuple[str, str, str], list[Result]] = {}
-    for r in results:
-        by_suite.setdefault((r.host, r.benchmark, r.benchmark_version), []).append(r)
-    for (host, benchmark, version), host_results in by_suite.items():
-        c = counts(host_results)
-        suite = ET.SubElement(
-            root, "testsuite", name=f"{benchmark} {version} on {host}", tests=str(len(host_results)),
-            failures=str(c[FAIL]), errors=str(c[ERROR]), skipped=str(c[SKIP] + c[MANUAL] + c[WAIVED]),
-            time=f"{sum(r.duration for r in host_results):.3f}", timestamp=dt.datetime.now().isoformat(timespec="seconds"),
-            hostname=host,
-        )
-        suite_props = ET.SubElement(suite, "properties")
-        for key, value in {**run_props, "benchmark": benchmark, "benchmark_version": version,
-                           "score": score(host_results).text(), "host_score": host_score[host].text()}.items():
-            if value is not None:
-                ET.SubElement(suite_props, "property", name=key, value=str(value))
-        for r in host_results:
-            case = ET.SubElement(suite, "testcase", name=r.name,
-                                 classname=f"{r.benchmark}-{r.benchmark_version}.{host}.section-{r.section}",
-                                 time=f"{r.duration:.3f}")
-            props = ET.SubElement(case, "properties")
-            for key, value in (("benchmark", r.benchmark), ("benchmark_version", r.benchmark_version),
-                               ("cis_id", r.control_id), ("control", r.control_key), ("slug", r.slug), ("level", r.level),
-                               ("automated", str(r.automated).lower()), ("section", r.section),
-                               ("host", host), ("status", r.status)) + ((("subject", r.subject),) if r.subject else ()):
-                ET.SubElement(props, "property", name=key, value=str(value))
-            if r.status == FAIL:
-                ET.SubElement(case, "failure", message=(r.found or "failed")[:500], type="FAIL").text = \
-                    r.message + (f"\nremediation: {r.remediation}" if r.remediation else "")
-            elif r.status == ERROR:
-                ET.SubElement(case, "error", message=(r.found or "error")[:500], type="ERROR").text = r.message
-            elif r.status in (SKIP, MANUAL, WAIVED):
-                ET.SubElement(case, "skipped", message=f"{r.status}: {r.message}"[:1000])
-            if r.message and r.status not in (FAIL, ERROR):
-                ET.SubElement(case, "system-out").text = r.message
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.indent(root)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
-    return path

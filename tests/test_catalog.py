@@ -156,3 +156,42 @@ def test_every_remediable_kind_is_deployed():
                                       "etc/systemd/system/docker.service.d/hardline.conf.j2"])
 def test_templates_exist(template):
     assert (ROOT / "templates" / template).is_file()
+
+
+def _hardline_imports() -> dict[str, set[str]]:
+    """Every hardline module and the hardline modules it imports (anywhere in the file)."""
+    modules = {}
+    for path in (ROOT / "hardline").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def test_no_import_cycles_in_the_product():
+    graph = _hardline_imports()
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        for dep in graph[module]:
+            if dep in path:
+                cycles.append(path[path.index(dep):] + [dep])
+            elif dep not in done:
+                visit(dep, path + [dep])
+        done.add(module)
+
+    done: set[str] = set()
+    for module in graph:
+        if module not in done:
+            visit(module, [module])
+    assert cycles == [], cycles[:5]
+    assert not any(m.startswith(("lab", "tests")) for deps in graph.values() for m in deps)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hardline.inventory import load_hosts
 from tests.support.daemons import mounts_under
 from tests.support.k8s import plumbing
 from tests.support.k8s.images import bin_dir
@@ -112,6 +113,25 @@ def test_file_modes_kubeadm_wrote(k8s_control_plane, k8s_worker):
     assert not Path("/etc/kubernetes/admin.conf").exists()
 
 
+def test_kubelet_runs_the_static_pods(k8s_control_plane, k8s_worker):
+    for node in (k8s_control_plane, k8s_worker):
+        argv = node.argv("kubelet")
+        assert argv and argv[0] == "/usr/bin/kubelet", argv
+        assert "--config=/var/lib/kubelet/config.yaml" in argv and "--kubeconfig=/etc/kubernetes/kubelet.conf" in argv
+        assert "--container-runtime=remote" in argv and node.kubelet_healthz()
+    # the kubelet reports its static pods to the API as mirror pods
+    assert {f"{c}-cp1" for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")} <= \
+        k8s_control_plane.wait_mirror_pods()
+    # the API server's process is the container's, with the manifest's command exactly
+    manifest = yaml.safe_load(k8s_control_plane.manifest("kube-apiserver").read_text())
+    assert k8s_control_plane.argv("kube-apiserver") == manifest["spec"]["containers"][0]["command"]
+    # the kubelet set its kernel tunables (protectKernelDefaults is off) in the node's simulated
+    # /proc/sys files, not in the machine's kernel
+    assert k8s_worker.run("cat", "/proc/sys/kernel/panic_on_oops").stdout.strip() == "1"
+    assert k8s_worker.path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1"
+    assert Path("/proc/sys/kernel/panic_on_oops").read_text() == k8s_worker.machine_tunables["kernel/panic_on_oops"]
+
+
 def test_manifest_change_restarts_component_with_new_flags(k8s_control_plane):
     node = k8s_control_plane
     before = node.wait_argv("kube-scheduler", lambda a: "--profiling=false" not in a)
@@ -143,33 +163,6 @@ def test_unknown_apiserver_flag_fails_and_restoring_recovers(k8s_control_plane):
     assert "--hardline-no-such-flag=1" not in node.argv("kube-apiserver")
 
 
-def test_kubelet_runs_the_static_pods(k8s_control_plane, k8s_worker):
-    for node in (k8s_control_plane, k8s_worker):
-        argv = node.argv("kubelet")
-        assert argv and argv[0] == "/usr/bin/kubelet", argv
-        assert "--config=/var/lib/kubelet/config.yaml" in argv and "--kubeconfig=/etc/kubernetes/kubelet.conf" in argv
-        assert "--container-runtime=remote" in argv and node.kubelet_healthz()
-    # the kubelet reports its static pods to the API as mirror pods (after a manifest edit the
-    # new mirror pod takes a moment to show Running)
-    wanted = {f"{c}-cp1" for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
-    deadline = time.monotonic() + 120
-    while True:
-        pods = json.loads(k8s_control_plane.kubectl("get", "pods", "-n", "kube-system", "-o", "json").stdout or "{}")
-        running = {p["metadata"]["name"] for p in pods.get("items", []) if p["status"].get("phase") == "Running"}
-        if wanted <= running or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert wanted <= running
-    # the API server's process is the container's, with the manifest's command exactly
-    manifest = yaml.safe_load(k8s_control_plane.manifest("kube-apiserver").read_text())
-    assert k8s_control_plane.argv("kube-apiserver") == manifest["spec"]["containers"][0]["command"]
-    # the kubelet set its kernel tunables (protectKernelDefaults is off) in the node's simulated
-    # /proc/sys files, not in the machine's kernel
-    assert k8s_worker.run("cat", "/proc/sys/kernel/panic_on_oops").stdout.strip() == "1"
-    assert k8s_worker.path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1"
-    assert Path("/proc/sys/kernel/panic_on_oops").read_text() == k8s_worker.machine_tunables["kernel/panic_on_oops"]
-
-
 def test_systemctl_restart_kubelet_rereads_its_flags(k8s_worker):
     """Deploys restart the kubelet with `systemctl restart kubelet`; on the node that is the
     stand-in over /etc/init.d/kubelet, which re-reads the drop-in and /etc/default/kubelet."""
@@ -188,21 +181,30 @@ def test_systemctl_restart_kubelet_rereads_its_flags(k8s_worker):
     node.wait_healthy()
 
 
-def test_pyinfra_deploys_to_the_node_over_ssh(k8s_control_plane, tmp_path):
-    inventory = tmp_path / "inventory.py"
-    inventory.write_text(f"k8s_control_plane = [('cp1', {k8s_control_plane.pyinfra_data()!r})]\n")
+def test_pyinfra_deploys_to_the_node_over_ssh(k8s_cluster, k8s_control_plane, tmp_path):
+    inventory = k8s_cluster.write_inventory(tmp_path / "inventory.py")
+    roles = {h.name: h.roles for h in load_hosts(str(inventory))}
+    assert roles == {"cp1": ("k8s_control_plane", "k8s_etcd"), "w1": ("k8s_worker",)}
     deploy = tmp_path / "deploy.py"
     deploy.write_text(
         "from pyinfra.operations import files\n"
         "files.line(name='kubelet extra args', path='/etc/default/kubelet', line='KUBELET_EXTRA_ARGS=',"
         " replace='KUBELET_EXTRA_ARGS=')\n"
     )
-    run = subprocess.run([sys.executable, "-m", "pyinfra", "-y", str(inventory), str(deploy)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "--limit", "cp1", str(inventory), str(deploy)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert k8s_control_plane.path("/etc/default/kubelet").read_text() == "KUBELET_EXTRA_ARGS=\n"
     assert not Path("/etc/default/kubelet").exists()  # the node's /etc, not the machine's
     k8s_control_plane.run("rm", "-f", "/etc/default/kubelet", check=True)
+    # the forwarder closes what it relays: many connections leave no descriptors behind
+    fds = Path(f"/proc/{k8s_control_plane.forward_pid}/fd")
+    before = len(list(fds.iterdir()))
+    assert all(k8s_control_plane.ssh("true").returncode == 0 for _ in range(5))
+    deadline = time.monotonic() + 10  # the relay closes a moment after the client has gone
+    while len(list(fds.iterdir())) > before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(list(fds.iterdir())) <= before
     # testinfra over paramiko, host key checked, as `hardline verify` connects
     host = k8s_control_plane.testinfra_host()
     assert host.file("/etc/kubernetes/admin.conf").mode == 0o600

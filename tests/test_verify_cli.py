@@ -159,5 +159,6 @@ def test_gathering_by_need_round_trips_and_sections(session_daemon_factory, sshd
     kernel, commands = gather_counted(docker_host(data, "compliant"), Selection(("hardline-platform",), None, ("1",)))
     assert commands == 1 and set(kernel.sections) <= {"sysctl_runtime", "sysctl_files", "modprobe", "proc_modules",
                                                      "modprobe_config", "cmdline", "grub", "lsm"}
-    worker, commands = gather_counted(docker_host({**data, "hardline_roles": ["k8s_worker"]}, "worker", groups=()))
+    worker, commands = gather_counted(docker_host({**data, "hardline_roles": ["k8s_worker"]}, "worker", groups=()),
+                                      Selection(benchmarks=("hardline-platform",)))
     assert commands == 1 and not {"info", "dockerd", "containers", "images", "exec_audit"} & set(worker.sections)

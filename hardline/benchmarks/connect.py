@@ -48,12 +48,11 @@ def gather_hosts(requests: list[HostRequest], parallel: int = 16,
     if not requests:
         return {}
     payload = {
+        "op": "gather",
         "env": dict(os.environ),  # the connectors see this process's environment (DOCKER_HOST, SSH_AUTH_SOCK...)
         "parallel": parallel,
         "connect_timeout": max(int(r.config.data["hardline_connect_timeout"]) for r in requests),
-        "hosts": [{"name": r.config.name, "groups": list(r.config.groups),
-                   "data": {**r.config.connection, **r.config.data}, "needs": sorted(r.needs),
-                   "paths": sorted(r.paths), "timeout": round_timeout(r.config.data)} for r in requests],
+        "hosts": [{**_host_spec(r.config), "needs": sorted(r.needs), "paths": sorted(r.paths)} for r in requests],
     }
     results: dict[str, HostFacts | Exception] = {}
     with _LOCK:
@@ -78,6 +77,32 @@ def gather_hosts(requests: list[HostRequest], parallel: int = 16,
                     if progress:
                         progress(r.config.name, results[r.config.name], 0.0)
     return results
+
+
+def _host_spec(config: HostConfig) -> dict[str, Any]:
+    return {"name": config.name, "groups": list(config.groups), "data": {**config.connection, **config.data},
+            "timeout": round_timeout(config.data)}
+
+
+def run_command(config: HostConfig, command: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of one shell command on a host, through its pyinfra connector
+    (the connection is kept for the next command). Raises ConnectionError when the host cannot
+    be reached or does not answer in time."""
+    payload = {"op": "run", "env": dict(os.environ), "connect_timeout": int(config.data["hardline_connect_timeout"]),
+               "host": _host_spec(config), "command": command}
+    with _LOCK:
+        proc = _child()
+        try:
+            pickle.dump(payload, proc.stdin)
+            proc.stdin.flush()
+            answer = pickle.load(proc.stdout)
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError) as err:
+            _stop(proc)
+            raise ConnectionError(f"{config.name}: {_stderr_tail() or type(err).__name__}") from None
+    if answer[0] == "error":
+        raise ConnectionError(f"{config.name}: {answer[1]}")
+    _, code, stdout, stderr = answer
+    return code, stdout, stderr
 
 
 _LOCK = threading.Lock()

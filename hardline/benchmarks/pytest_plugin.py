@@ -6,6 +6,9 @@ in parallel, once). Markers select by benchmark (`-m cis_docker`), level (`-m le
 section (`-m section_2`); `-k` matches the control key, id and slug in the test id
 (`host::cis-docker:1.6.0:2.2::docker_icc_disabled`). An unverifiable control is a JUnit
 <error>, a failing one a <failure>; SKIP, MANUAL and WAIVED are skips with their reason.
+
+Checks of your own sit beside the catalogs: a test taking the ``host`` fixture runs once per
+inventory host with testinfra's Host API over pyinfra's connector (hardline.benchmarks.testinfra_host).
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ def _cases(config) -> list[list[Result]]:
 
 
 def pytest_generate_tests(metafunc):
+    if "hardline_host" in metafunc.fixturenames:  # checks of your own: one test per inventory host
+        hosts = metafunc.config.hardline_hosts
+        if hosts is None:
+            pytest.exit("tests using the host fixture need --inventory INVENTORY", returncode=4)
+        metafunc.parametrize("hardline_host", hosts, ids=[h.name for h in hosts])
     if "hl_case" not in metafunc.fixturenames:
         return
     if metafunc.config.hardline_hosts is None:
@@ -78,6 +86,17 @@ def pytest_generate_tests(metafunc):
         case_id = f"{r.host}::{r.control_key}::{r.slug}" + (f"[{r.subject}]" if r.subject else "")
         params.append(pytest.param(results, id=case_id, marks=marks))
     metafunc.parametrize("hl_case", params)
+
+
+@pytest.fixture
+def host(hardline_host):
+    """testinfra's Host for one inventory host, over pyinfra's connector (the same connection
+    rules as the deploy and the catalog checks): `def test_x(host): assert host.file(p).mode == 0o600`."""
+    from hardline.benchmarks.testinfra_host import testinfra_host
+
+    if not hardline_host.valid:
+        raise HostNotVerified(str(hardline_host.error))
+    return testinfra_host(hardline_host)
 
 
 class HostNotVerified(Exception):

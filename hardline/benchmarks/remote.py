@@ -1,22 +1,27 @@
-"""Child process that reaches hosts through pyinfra's own connectors and runs the gather scripts.
+"""Child process that reaches hosts through pyinfra's own connectors and runs commands there.
 
 Verification uses exactly what `pyinfra INVENTORY deploys/harden.py` uses: pyinfra's connector
-for each host (@local, @docker, @ssh with ~/.ssh/config, ssh_config_file, ssh_proxy_command /
-ProxyJump, keys and passwords per host, @vagrant, ...) and its privilege escalation (`_sudo`,
-`_sudo_user`, `_su_user`...) from host data. pyinfra does its I/O with gevent, whose monkey
-patching would deadlock a process that already runs threads (a pytest session, the parent's
-thread pool), so it runs here, in a child process of its own.
+for each host (@local, @docker, @ssh with ~/.ssh/config, ssh_config_file, ProxyJump /
+ProxyCommand, keys and passwords per host, @vagrant, @chroot, ...) and its privilege escalation
+(`_sudo`, `_sudo_user`, `_su_user`...) from host data. pyinfra does its I/O with gevent, whose
+monkey patching would deadlock a process that already runs threads (a pytest session, the
+parent's thread pool), so it runs here, in a child process of its own.
 
 Host keys: pyinfra's default policy (accept-new) trusts an unknown host on first contact. An
 audit must not: unless the inventory sets ssh_strict_host_key_checking itself, verification uses
 "yes", and an unknown or changed host key makes the host ERROR.
 
-Protocol: the parent writes pickled requests to stdin, one at a time: {"env", "parallel",
-"connect_timeout", "hosts": [{"name", "groups", "data", "needs", "paths", "timeout"}]}; for each,
-the child writes a stream of pickled ("progress", name, seconds, facts_or_error) tuples to
-stdout, one per host as it finishes, then ("done",). The child serves requests until stdin
-closes, so a process that verifies many times pays its start-up once. Anything pyinfra prints
-goes to stderr.
+Protocol: the parent writes pickled requests to stdin, one at a time; the child serves them until
+stdin closes, so a process that verifies many times pays its start-up once. Anything pyinfra
+prints goes to stderr. Requests:
+
+- {"op": "gather", "env", "parallel", "connect_timeout", "hosts": [{"name", "groups", "data",
+  "needs", "paths", "timeout"}]}: the child writes ("progress", name, seconds, facts_or_error)
+  per host as each finishes, then ("done",).
+- {"op": "run", "env", "connect_timeout", "host": {"name", "groups", "data", "timeout"},
+  "command"}: one command on one host (testinfra's backend: hardline.benchmarks.testinfra_host);
+  the child answers ("result", exit_code, stdout, stderr) or ("error", text). The connection is
+  kept for the next command on the same host.
 """
 
 from __future__ import annotations
@@ -25,28 +30,59 @@ import os
 import pickle
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
+
+_SESSIONS: dict[str, Any] = {}  # connected hosts kept between "run" requests
 
 
-def _serve(request: dict[str, Any], out) -> None:
-    os.environ.clear()
-    os.environ.update(request["env"])
-    from gevent.pool import Pool
+def _open(specs: list[dict[str, Any]], connect_timeout: int):
+    """A pyinfra State over these hosts (their groups and data as the inventory has them)."""
     from pyinfra.api import Config, Inventory, State
+
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        for group in spec["groups"]:
+            groups.setdefault(group, []).append(spec["name"])
+    names = [(s["name"], {"ssh_strict_host_key_checking": "yes", **s["data"]}) for s in specs]
+    inventory = Inventory((names, {}), **{g: (members, {}) for g, members in groups.items()})
+    return State(inventory, Config(CONNECT_TIMEOUT=connect_timeout))
+
+
+def _runner(state, host, timeout: int) -> Callable[[str], tuple[bool, str, str]]:
+    """run(script) -> (succeeded, stdout, stderr) of `sh -c script` on a connected host."""
     from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
     from pyinfra.api.command import QuoteString, StringCommand
+
+    arguments, _ = pop_global_arguments(state, host, {})
+    connector_args = {k: v for k, v in arguments.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    connector_args["_timeout"] = timeout
+
+    def run(script: str) -> tuple[bool, str, str]:
+        try:
+            ok, output = host.run_shell_command(StringCommand("sh", "-c", QuoteString(script)), **connector_args)
+        except TimeoutError:
+            raise RuntimeError(f"no answer within {timeout} s (hardline_command_timeout): the host was given up") from None
+        return ok, output.stdout, output.stderr
+
+    return run
+
+
+def _describe(err: Exception) -> str:
+    text = str(err).strip() or type(err).__name__
+    if "found in known_hosts" in text and ("No host key" in text or "not found" in text):
+        return (f"{text}: unknown host key; hardline verify does not trust a host on first use: add its key to "
+                "known_hosts (or set ssh_strict_host_key_checking in the inventory)")
+    return text
+
+
+def _gather(request: dict[str, Any], out) -> None:
+    from gevent.pool import Pool
     from pyinfra.context import ctx_host, ctx_state
 
     from hardline.benchmarks.gather import gather
 
     specs = {h["name"]: h for h in request["hosts"]}
-    groups: dict[str, list[str]] = {}
-    for spec in specs.values():
-        for group in spec["groups"]:
-            groups.setdefault(group, []).append(spec["name"])
-    names = [(name, {"ssh_strict_host_key_checking": "yes", **spec["data"]}) for name, spec in specs.items()]
-    inventory = Inventory((names, {}), **{g: (members, {}) for g, members in groups.items()})
-    state = State(inventory, Config(CONNECT_TIMEOUT=request["connect_timeout"]))
+    state = _open(list(specs.values()), request["connect_timeout"])
 
     def one(host) -> tuple[str, Any, float]:
         started = time.monotonic()
@@ -54,20 +90,13 @@ def _serve(request: dict[str, Any], out) -> None:
         with ctx_state.use(state), ctx_host.use(host):
             try:
                 host.connect(raise_exceptions=True)
-                arguments, _ = pop_global_arguments(state, host, {})
-                connector_args = {k: v for k, v in arguments.items() if k in CONNECTOR_ARGUMENT_KEYS}
-                connector_args["_timeout"] = spec["timeout"]
+                run_sh = _runner(state, host, spec["timeout"])
 
                 def run(script: str) -> str:
-                    try:
-                        _ok, output = host.run_shell_command(StringCommand("sh", "-c", QuoteString(script)),
-                                                             **connector_args)
-                    except TimeoutError:
-                        raise RuntimeError(f"no answer within {spec['timeout']} s "
-                                           "(hardline_command_timeout): the host was given up") from None
-                    if not output.stdout and not _ok:
-                        raise RuntimeError(f"gather script failed: {output.stderr.strip()[:300]}")
-                    return output.stdout + "\n"
+                    ok, stdout, stderr = run_sh(script)
+                    if not stdout and not ok:
+                        raise RuntimeError(f"gather script failed: {stderr.strip()[:300]}")
+                    return stdout + "\n"
 
                 result: Any = gather(run, spec["data"], spec["needs"], spec["paths"])
             except Exception as err:  # unreachable, refused host key, auth...: the host is ERROR
@@ -80,18 +109,41 @@ def _serve(request: dict[str, Any], out) -> None:
         return host.name, result, time.monotonic() - started
 
     pool = Pool(max(1, int(request["parallel"])))
-    for name, result, seconds in pool.imap_unordered(one, list(inventory)):
+    for name, result, seconds in pool.imap_unordered(one, list(state.inventory)):
         pickle.dump(("progress", name, seconds, result), out)
         out.flush()
     pickle.dump(("done",), out)
     out.flush()
 
 
-def _describe(err: Exception) -> str:
-    text = str(err).strip() or type(err).__name__
-    if type(err).__name__ == "ConnectError" and "host key" not in text.lower() and "Server" in text:
-        return f"host key not trusted: {text}"
-    return text
+def _run(request: dict[str, Any], out) -> None:
+    """One command on one host, on a connection kept for the next command there."""
+    from pyinfra.context import ctx_host, ctx_state
+
+    spec = request["host"]
+    key = repr((spec["name"], sorted(spec["data"].items(), key=repr)))
+    try:
+        if key not in _SESSIONS:
+            state = _open([spec], request["connect_timeout"])
+            (host,) = list(state.inventory)
+            with ctx_state.use(state), ctx_host.use(host):
+                host.connect(raise_exceptions=True)
+            _SESSIONS[key] = (state, host, _runner(state, host, spec["timeout"]))
+        state, host, run = _SESSIONS[key]
+        with ctx_state.use(state), ctx_host.use(host):
+            # pyinfra tells success, not the exit code: the command prints it after its output
+            # (in a subshell: an `exit` of the command must not skip the report)
+            _ok, stdout, stderr = run("(\n" + request["command"] + "\n)\nprintf '\\n@@HL-RC %s\\n' \"$?\"")
+        body, marker, code = stdout.rpartition("\n@@HL-RC ")
+        if not marker and stdout.startswith("@@HL-RC "):
+            body, code = "", stdout[len("@@HL-RC "):]
+        if not code.strip().isdigit():
+            raise RuntimeError(f"the command's exit code was not reported (output: {stdout[-200:]!r})")
+        pickle.dump(("result", int(code.strip()), body, stderr), out)
+    except Exception as err:
+        _SESSIONS.pop(key, None)
+        pickle.dump(("error", _describe(err)), out)
+    out.flush()
 
 
 def main() -> None:
@@ -106,7 +158,9 @@ def main() -> None:
             request = pickle.load(sys.stdin.buffer)
         except EOFError:
             return
-        _serve(request, out)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        (_run if request.get("op") == "run" else _gather)(request, out)
 
 
 if __name__ == "__main__":

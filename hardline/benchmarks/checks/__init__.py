@@ -50,8 +50,10 @@ def _fixed(*names: str | frozenset[str]) -> Callable[[dict[str, Any]], frozenset
 
 def _target(*extra: str) -> Callable[[dict[str, Any]], frozenset[str]]:
     def needs(params: dict[str, Any]) -> frozenset[str]:
-        (kind,) = set(params["target"]) & set(TARGET_NEEDS)
-        return TARGET_NEEDS[kind] | set(extra)
+        kinds = set(params["target"]) & set(TARGET_NEEDS)
+        if len(kinds) != 1:  # a target this hardline cannot resolve: the check reports ERROR saying so
+            return frozenset(extra)
+        return TARGET_NEEDS[kinds.pop()] | set(extra)
     return needs
 
 

@@ -133,30 +133,24 @@ def json_section(facts: HostFacts, name: str, complaint: str) -> None:
         facts.errors[name] = f"{complaint}: {out[:200]}"
 
 
-def split_files(out: str) -> dict[str, str]:
-    """Output of `echo "### $f"; cat "$f"` loops: path -> content."""
-    files: dict[str, list[str]] = {}
-    current = None
-    for line in out.splitlines():
-        if line.startswith("### /"):
-            current = line[4:]
-            files[current] = []
-        elif current:
-            files[current].append(line)
-    return {k: "\n".join(v) for k, v in files.items()}
-
-
-def split_blocks(out: str) -> dict[str, str]:
-    """Output of `echo "### NAME"; ...` loops: name -> text (any name, not only paths)."""
+def split_blocks(out: str, marker: str = "### ") -> dict[str, str]:
+    """Output of `echo "### NAME"; ...` loops: name -> text. Only lines starting with ``marker``
+    open a block; text before the first one is dropped."""
     blocks: dict[str, list[str]] = {}
     current = None
     for line in out.splitlines():
-        if line.startswith("### "):
+        if line.startswith(marker):
             current = line[4:]
             blocks[current] = []
         elif current is not None:
             blocks[current].append(line)
     return {k: "\n".join(v) for k, v in blocks.items()}
+
+
+def split_files(out: str) -> dict[str, str]:
+    """Output of `echo "### $f"; cat "$f"` loops: path -> content (a "### text" line inside a
+    file, e.g. a comment, stays content: only "### /path" opens a file)."""
+    return split_blocks(out, "### /")
 
 
 def key_values(out: str) -> dict[str, str]:

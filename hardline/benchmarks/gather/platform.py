@@ -8,10 +8,9 @@ that fact only (the checks needing it report ERROR).
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
-from hardline.benchmarks.gather.core import Fact, HostFacts, key_values, section, split_blocks, split_files
+from hardline.benchmarks.gather.core import Fact, HostFacts, key_values, section, shell, split_blocks, split_files
 
 LSM_SCRIPT = r"""
 printf 'lsm=%s\n' "$(cat /sys/kernel/security/lsm 2>/dev/null)"
@@ -123,39 +122,35 @@ def _engine_units(out: str) -> dict[str, Any] | None:
                        if line.count(" ") >= 2]}
 
 
-def _run(name: str, script: str, *args: str) -> str:
-    return f"run {name} sh -c {shlex.quote(script)} _" + "".join(" " + shlex.quote(a) for a in args)
-
-
 FACTS = [
-    Fact("lsm", lambda d, f: [_run("lsm", LSM_SCRIPT)], _parse_with("lsm", key_values)),
+    Fact("lsm", lambda d, f: [shell("lsm", LSM_SCRIPT)], _parse_with("lsm", key_values)),
     # absent when AppArmor is off (the checks see it in the lsm section); unreadable is an error
-    Fact("apparmor_profiles", lambda d, f: [_run("apparmor_profiles", "[ -e /sys/kernel/security/apparmor/profiles ] "
+    Fact("apparmor_profiles", lambda d, f: [shell("apparmor_profiles", "[ -e /sys/kernel/security/apparmor/profiles ] "
                                                  "|| exit 0; cat /sys/kernel/security/apparmor/profiles")],
          _parse_apparmor_profiles),
-    Fact("apparmor_files", lambda d, f: [_run("apparmor_files", CAT_FILES,
+    Fact("apparmor_files", lambda d, f: [shell("apparmor_files", CAT_FILES,
                                               *(f"/etc/apparmor.d/{n}" for n in profile_names(d)))],
          _parse_with("apparmor_files", split_files)),
-    Fact("modprobe", lambda d, f: [_run("modprobe", MODPROBE, *d["kernel_module_blacklist"])],
+    Fact("modprobe", lambda d, f: [shell("modprobe", MODPROBE, *d["kernel_module_blacklist"])],
          _parse_with("modprobe", lambda out: {k.strip(): v for k, v in split_blocks(out).items()})),
     Fact("proc_modules", lambda d, f: ["run proc_modules cat /proc/modules"], _parse_proc_modules),
-    Fact("modprobe_config", lambda d, f: [_run("modprobe_config", 'modprobe --showconfig | grep -E "^(blacklist|install) "; true')],
+    Fact("modprobe_config", lambda d, f: [shell("modprobe_config", 'modprobe --showconfig | grep -E "^(blacklist|install) "; true')],
          _parse_with("modprobe_config", lambda out: [line.split(None, 2) for line in out.splitlines() if line.strip()])),
     Fact("cmdline", lambda d, f: ["run cmdline cat /proc/cmdline"], _parse_with("cmdline", str.split)),
-    Fact("grub", lambda d, f: [_run("grub", GRUB)],
+    Fact("grub", lambda d, f: [shell("grub", GRUB)],
          _parse_with("grub", lambda out: split_files(out.replace("### grubby", "### /grubby")))),
     Fact("cgroup_fs", lambda d, f: ["run cgroup_fs stat -fc %T /sys/fs/cgroup"], _parse_with("cgroup_fs", str.strip)),
-    Fact("engine_units", lambda d, f: [_run("engine_units", ENGINE, *d["cgroup_engine_units"])],
+    Fact("engine_units", lambda d, f: [shell("engine_units", ENGINE, *d["cgroup_engine_units"])],
          _parse_with("engine_units", _engine_units)),
-    Fact("services", lambda d, f: [_run("services", SERVICES, *d["platform_services_masked"])],
+    Fact("services", lambda d, f: [shell("services", SERVICES, *d["platform_services_masked"])],
          _parse_with("services", lambda out: None if out.strip() == "@@NOSYSTEMD" else _unit_blocks(out))),
-    Fact("packages", lambda d, f: [_run("packages", PACKAGES, *d["platform_packages_absent"])],
+    Fact("packages", lambda d, f: [shell("packages", PACKAGES, *d["platform_packages_absent"])],
          _parse_with("packages", lambda out: dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line))),
-    Fact("selinux_booleans", lambda d, f: [_run("selinux_booleans", "command -v getsebool >/dev/null || exit 0; getsebool -a")],
+    Fact("selinux_booleans", lambda d, f: [shell("selinux_booleans", "command -v getsebool >/dev/null || exit 0; getsebool -a")],
          _parse_with("selinux_booleans", lambda out: {k.strip(): v.strip() for k, _, v in
                                                       (line.partition("-->") for line in out.splitlines()) if v})),
     Fact("audit_status", lambda d, f: ["run audit_status auditctl -s"],
          _parse_with("audit_status", lambda out: dict(line.split(" ", 1) for line in out.splitlines() if " " in line))),
-    Fact("audit_watch_paths", lambda d, f: [_run("audit_watch_paths", WATCHED, *watch_paths(d["auditd_platform_rules"]))],
+    Fact("audit_watch_paths", lambda d, f: [shell("audit_watch_paths", WATCHED, *watch_paths(d["auditd_platform_rules"]))],
          _parse_with("audit_watch_paths", lambda out: [p for p in out.splitlines() if p])),
 ]

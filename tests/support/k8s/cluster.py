@@ -25,6 +25,7 @@ What differs from a stock kubeadm node, and why:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import shutil
@@ -127,6 +128,22 @@ class KubeNode(K8sNode):
             last = "; ".join(problems)
             time.sleep(1)
         raise NodeError(f"{self.name} not healthy after {timeout:g}s: {last}\n{self.diagnostics()}")
+
+    def wait_mirror_pods(self, timeout: float = 180) -> set[str]:
+        """Until the API lists the control plane's static pods (the kubelet's mirror pods) as
+        Running; returns their names. The kubelet creates a mirror pod at a pod sync once the API
+        answers, so after (re)start of the API server this takes up to a minute or so."""
+        wanted = {f"{c}-{self.name}" for c in CONTROL_PLANE}
+        deadline = time.monotonic() + timeout
+        running: set[str] = set()
+        while time.monotonic() < deadline:
+            done = self.kubectl("get", "pods", "-n", "kube-system", "-o", "json", timeout=30)
+            pods = json.loads(done.stdout) if done.returncode == 0 else {}
+            running = {p["metadata"]["name"] for p in pods.get("items", []) if p["status"].get("phase") == "Running"}
+            if wanted <= running:
+                return running
+            time.sleep(2)
+        raise NodeError(f"{self.name}: mirror pods {sorted(wanted - running)} not Running after {timeout:g}s")
 
     # -- processes and logs ----------------------------------------------------------------------
 
@@ -270,6 +287,20 @@ class K8sCluster:
         if errors:
             raise NodeError("; ".join(errors))
 
+    def write_inventory(self, path: Path, **data) -> Path:
+        """A pyinfra inventory of the running nodes as hardline reads it: the control plane in
+        ``k8s_control_plane`` and ``k8s_etcd`` (kubeadm's stacked etcd), workers in
+        ``k8s_workers``; ``data`` is added to every host's data (e.g. hardline_waivers)."""
+        hosts = {name: node.pyinfra_data(k8s_cluster=self.id, **data) for name, node in self.nodes.items()}
+        planes = [(n, hosts[n]) for n, node in self.nodes.items() if node.role == "control-plane"]
+        workers = [(n, hosts[n]) for n, node in self.nodes.items() if node.role != "control-plane"]
+        path.write_text(
+            f"k8s_control_plane = {planes!r}\n"
+            f"k8s_etcd = {[n for n, _ in planes]!r}\n"
+            f"k8s_workers = {workers!r}\n"
+        )
+        return path
+
     @property
     def host_kubeconfig(self) -> Path:
         """admin.conf for the host: server is the loopback forward, TLS name checked as ``kubernetes``."""
@@ -325,7 +356,8 @@ class K8sCluster:
     def _join_config(self, node: KubeNode, cp: KubeNode) -> str:
         # kubeadm 1.20 may give its CA a negative serial, which cryptography's x509 parser
         # deprecates: take the public key with openssl, as kubeadm's docs do for this hash
-        pem = plumbing.run(["openssl", "x509", "-pubkey", "-noout", "-in", str(cp.path("/etc/kubernetes/pki/ca.crt"))]).stdout
+        ca = str(cp.path("/etc/kubernetes/pki/ca.crt"))
+        pem = plumbing.run(["openssl", "x509", "-pubkey", "-noout", "-in", ca]).stdout
         spki = serialization.load_pem_public_key(pem.encode()).public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return yaml.safe_dump({

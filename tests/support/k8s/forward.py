@@ -40,18 +40,27 @@ def pump(src: socket.socket, dst: socket.socket) -> None:
             pass
 
 
+def connection(client: socket.socket, target: tuple[str, int]) -> None:
+    """Relay one connection both ways; close both sockets once both directions ended."""
+    try:
+        upstream = socket.create_connection(target, timeout=10)
+        upstream.settimeout(None)
+    except OSError:
+        client.close()
+        return
+    back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+    back.start()
+    pump(client, upstream)
+    back.join()
+    client.close()
+    upstream.close()
+
+
 def serve(listener: socket.socket, target: tuple[str, int]) -> None:
     """Accept forever; each connection gets a fresh socket to the target inside the node."""
     while True:
         client, _ = listener.accept()
-        try:
-            upstream = socket.create_connection(target, timeout=10)
-            upstream.settimeout(None)
-        except OSError:
-            client.close()
-            continue
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=pump, args=(a, b), daemon=True).start()
+        threading.Thread(target=connection, args=(client, target), daemon=True).start()
 
 
 def main(argv: list[str]) -> int:

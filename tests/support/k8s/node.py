@@ -155,7 +155,8 @@ class K8sNode:
         assert self.init_pid, f"node {self.name} is not running"
         return ["nsenter", f"--target={self.init_pid}", "--mount", "--uts", "--net", "--pid", "--", *cmd]
 
-    def run(self, *cmd: str, timeout: float = 60, check: bool = False, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, *cmd: str, timeout: float = 60, check: bool = False,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a command inside the node; text output captured."""
         done = subprocess.run(self.nsenter(*cmd), capture_output=True, text=True, timeout=timeout,
                               env=NODE_ENV, input=input)  # fmt: skip
@@ -182,6 +183,11 @@ class K8sNode:
         return tail(self.logs / f"{name}.log", lines)
 
     # -- SSH -----------------------------------------------------------------------------------
+
+    @property
+    def forward_pid(self) -> int | None:
+        """Pid of the loopback forwarder (host side) while the node runs."""
+        return self._forward.pid if self._forward is not None else None
 
     def pyinfra_data(self, **extra: Any) -> dict[str, Any]:
         """pyinfra host data for this node as a normal SSH host (host key checked)."""
@@ -225,7 +231,8 @@ class K8sNode:
                 continue
             tag = path.strip("/").replace("/", "-")
             lines.append(f"mkdir -p {d}/upper/{tag} {d}/work/{tag}")
-            lines.append(f"mount -t overlay overlay -o lowerdir={path},upperdir={d}/upper/{tag},workdir={d}/work/{tag} {path}")
+            options = f"lowerdir={path},upperdir={d}/upper/{tag},workdir={d}/work/{tag}"
+            lines.append(f"mount -t overlay overlay -o {options} {path}")
         lines.append(f"mount -t overlay overlay -o ro,lowerdir={d}/bin:/usr/bin /usr/bin")
         lines.append("mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run")
         lines.append("mkdir -p /run/sshd /run/lock")
