@@ -88,6 +88,20 @@ def _converges(params: dict[str, Any], desired: Any, raw: Any, given: bool, kind
         return True
 
 
+def _must_change(control: Control, params: dict[str, Any], in_effect: Any, given: bool, desired: Any,
+                 out: Outcome) -> bool:
+    """The setting fails its item, or the inventory names another value for it; with
+    ``deploy_when`` off the deploy says so instead of changing it."""
+    kind = value_type(params)
+    if passes(params["op"], in_effect, given, params.get("value"), kind) and \
+            not _converges(params, desired, in_effect, given, kind):
+        return False
+    if params.get("deploy_when") is False:
+        out.notes.append(f"[{control.key}] not changed: {', '.join(control.vars)} is false (the check still runs)")
+        return False
+    return True
+
+
 def _verify_only(control: Control, out: Outcome, what: str) -> None:
     names = ", ".join(control.vars) or "its variable"
     out.notes.append(f"[{control.key}] verify only: {what} is not set by the deploy until {names} is set in inventory")
@@ -120,13 +134,8 @@ def _plan_flag(argv: list[str], control: Control, params: dict[str, Any], out: O
         if key:
             current = map_value(current, key) if current is not None else None
         given = current is not None
-        value_in_effect = current if given else params.get("default")
         desired = _desired(params, flag)
-        ok = passes(op, value_in_effect, given, params.get("value"), kind)
-        if ok and not _converges(params, desired, value_in_effect, given, kind):
-            continue
-        if params.get("deploy_when") is False:
-            out.notes.append(f"[{control.key}] not changed: {', '.join(control.vars)} is false (the check still runs)")
+        if not _must_change(control, params, current if given else params.get("default"), given, desired, out):
             continue
         if op == "unset":
             if from_env is not None:
@@ -288,13 +297,9 @@ def plan_kubelet(config: dict[str, Any], argv: list[str], items: list[tuple[Cont
                 conf_raw = None
             raw = flag_raw if flag_raw is not None else conf_raw
             given = raw is not None
-            value_in_effect = raw if given else (params.get("defaults") or {}).get("config_file")
             desired = _desired(params, key if isinstance(params.get("write"), dict) and key in params["write"] else flag)
-            ok = passes(op, value_in_effect, given, params.get("value"), kind)
-            if ok and not _converges(params, desired, value_in_effect, given, kind):
-                continue
-            if params.get("deploy_when") is False:
-                out.notes.append(f"[{control.key}] not changed: {', '.join(control.vars)} is false")
+            in_effect = raw if given else (params.get("defaults") or {}).get("config_file")
+            if not _must_change(control, params, in_effect, given, desired, out):
                 continue
             if key is None:
                 if op == "unset":

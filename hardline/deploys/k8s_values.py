@@ -14,7 +14,6 @@ so a compliant node gets no change at all.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any
 
@@ -88,20 +87,6 @@ def map_value(raw: Any, key: str) -> str | None:
     return found
 
 
-def is_loopback(text: str) -> bool:
-    host = text.strip()
-    if host.startswith("["):
-        host = host[1:].partition("]")[0]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def passes(op: str, raw: Any, given: bool, value: Any, kind: str) -> bool:
     """Whether a setting whose value in effect is ``raw`` (None: nothing, not even a default)
     satisfies the operator. ``given``: the value was set somewhere (not a default)."""
@@ -109,11 +94,11 @@ def passes(op: str, raw: Any, given: bool, value: Any, kind: str) -> bool:
         return given and raw not in (None, "")
     if op == "unset":
         return not given
+    if op not in ("eq", "noteq", "gte", "lte", *LIST_OPS):
+        raise ValueError(f"operator {op!r} has no deploy (loopback is kube-proxy's, which is not deployed)")
     if raw is None:
         return False
     try:
-        if op == "loopback":
-            return is_loopback(to_text(raw))
         current = typed(raw, kind)
         if op in LIST_OPS:
             wanted = set(typed(value, "list"))
