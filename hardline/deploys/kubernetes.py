@@ -134,14 +134,14 @@ def k8s_host() -> K8sHost | None:
 
 def _pick_version(config: HostConfig, catalogs: list, view: NodeView) -> str:
     """The CIS Kubernetes version for this node: the pinned one, the only one, or the one
-    written for the Kubernetes the node runs (the kubelet's version)."""
+    written for the Kubernetes the node runs (its API server's version, else its kubelet's)."""
     versions = {c.version: c for c in catalogs}
     if len(versions) == 1:
         return next(iter(versions))
     if not view.version:
         raise HardlineDataError(f"host {config.name}: cannot pick the {BENCHMARK} version: no Kubernetes version "
                                 "found (no running API server, kubelet or kube-proxy answered --version); set "
-                                f'hardline_benchmark_versions, e.g. {{"{BENCHMARK}": "{max(versions)}"}}')
+                                f'hardline_benchmark_versions ({BENCHMARK}: one of {", ".join(sorted(versions))})')
     return catalog_for(list(versions.values()), view.version).version
 
 
@@ -162,7 +162,7 @@ def kubernetes_files() -> None:
             if node.view.state[f"{kind}s"].get(name) is False:
                 _system_account(control, kind, name, params["group"])
     wanted = []
-    for index, (control, params) in enumerate(node.of_kind(*FILE_KINDS)):
+    for control, params in node.of_kind(*FILE_KINDS):
         for path in view.target_paths(params["target"], config_values):
             if control.kind == "file_owner":
                 args = {"name": op_name(control, f"{path} owned by {params['owner']}:{params['group']}"),
@@ -182,11 +182,13 @@ def _system_account(control: Control, kind: str, name: str, group: str) -> None:
     if host.data.get(f"_hardline_made_{kind}_{name}"):
         return
     setattr(host.data, f"_hardline_made_{kind}_{name}", True)
-    if kind == "group":
-        server.group(name=op_name(control, f"system group {name}"), group=name, system=True)
-    else:
-        server.user(name=op_name(control, f"system user {name}"), user=name, group=group, system=True,
-                    shell="/usr/sbin/nologin", home="/nonexistent", create_home=False, ensure_home=False)
+    name_ = op_name(control, f"system {kind} {name}")
+    with op_identity(0, name_):
+        if kind == "group":
+            server.group(name=name_, group=name, system=True)
+        else:
+            server.user(name=name_, user=name, group=group, system=True, shell="/usr/sbin/nologin", home="/nonexistent",
+                        create_home=False, ensure_home=False)
 
 
 def _kubelet_config_values(view: NodeView) -> dict[str, str]:
