@@ -63,7 +63,9 @@ def inventory(cluster, workdir: Path, cp1: dict | None = None, every: dict | Non
     """cp1: control plane, etcd and worker (it runs a kubelet); w1: worker. ``every``: data of
     both hosts; ``cp1``: cp1's besides."""
     base = {"hardline_waivers": [*WAIVE_PLATFORM, WAIVE_PSP], "k8s_restart_timeout": 180,
-            "apiserver_kubelet_certificate_authority": "/etc/kubernetes/pki/ca.crt", **(every or {})}
+            "apiserver_kubelet_certificate_authority": "/etc/kubernetes/pki/ca.crt",
+            # an owner the node does not have yet: the deploy creates it as a system user
+            "etcd_data_dir_owner": "hlkd-etcd", "etcd_data_dir_group": "hlkd-etcd", **(every or {})}
     cp, w1 = cluster.nodes["cp1"], cluster.nodes["w1"]
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "inventory.py"
@@ -234,6 +236,9 @@ def test_deploy_makes_every_automated_item_pass_and_a_second_deploy_changes_noth
     TIMINGS["Kubernetes commands per node on re-deploy"] = kube_commands(again)["cp1"]
     TIMINGS["all commands per node on re-deploy (with harden()'s platform facts)"] = again.commands["cp1"]
     assert cluster.nodes["cp1"].readyz()[0]
+    assert "hlkd-etcd:x:" in cluster.nodes["cp1"].path("/etc/passwd").read_text()
+    assert cluster.nodes["cp1"].run("stat", "-c", "%U:%G %a", "/var/lib/etcd").stdout.strip() == "hlkd-etcd:hlkd-etcd 700"
+    assert "hlkd-etcd" not in Path("/etc/passwd").read_text()  # the node's /etc, not this machine's
     backups = cluster.nodes["cp1"].path("/var/lib/hardline/backups/kubernetes")
     assert {p.name.rsplit(".", 1)[0] for p in backups.iterdir()} >= {"kube-apiserver.yaml", "etcd.yaml", "config.yaml",
                                                                       "kubelet"}
