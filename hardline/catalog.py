@@ -259,6 +259,22 @@ def find_control(key: str) -> Control | None:
     return load_catalog(benchmark, version).get(key)
 
 
+def minor(version: str) -> tuple:
+    """``v1.20.2`` / ``1.20`` -> (1, 20): benchmarks are written for minor versions."""
+    return version_key(".".join(version.strip().lstrip("v").split(".")[:2]))
+
+
+def catalog_for(catalogs: list[Catalog], running: str) -> Catalog:
+    """Of several versions of one benchmark, the one written for the component version the host
+    runs (``v1.20.2``); else the newest written for an older one; else the oldest."""
+    ordered = sorted(catalogs, key=lambda c: max((minor(v) for v in c.component_versions), default=()))
+    for catalog in ordered:
+        if minor(running) in {minor(v) for v in catalog.component_versions}:
+            return catalog
+    older = [c for c in ordered if c.component_versions and max(minor(v) for v in c.component_versions) < minor(running)]
+    return older[-1] if older else ordered[0]
+
+
 @dataclass(frozen=True)
 class Tunable:
     name: str
@@ -277,3 +293,15 @@ def tunables() -> dict[str, Tunable]:
 def defaults() -> dict[str, Any]:
     """Default value of every tunable: what deploys pass to pyinfra as data_defaults."""
     return {name: copy.deepcopy(t.default) for name, t in tunables().items()}
+
+
+LAYOUT_DIR = CATALOG_DIR / "layouts"
+
+
+@functools.lru_cache(maxsize=None)
+def kubernetes_layouts() -> dict[str, dict[str, Any]]:
+    """Every Kubernetes node layout (hardline/catalogs/layouts/<name>.yml) by name, in the order
+    auto-detection tries them (kubeadm first: the layout the benchmark is written for)."""
+    found = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(LAYOUT_DIR.glob("*.yml"))}
+    order = sorted(found, key=lambda name: (name != "kubeadm", name))
+    return {name: found[name] for name in order}

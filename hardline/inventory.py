@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from hardline import validate
 from hardline.catalog import ROLES, Catalog, Control, available, defaults, load_catalog, tunables
+from hardline.inventory_k8s import k8s_contradictions
 
 # Keys in these namespaces belong to hardline: an unknown one is a typo, not someone else's data.
 OWN_PREFIXES = ("docker_", "containerd_", "sysctl_", "auditd_", "hardline_", "kernel_", "apparmor_", "selinux_",
@@ -245,6 +246,7 @@ def _contradictions(data: dict[str, Any], waived: set[str], roles: tuple[str, ..
     if "docker" in roles:
         _docker_contradictions(data, waived, add)
     _platform_contradictions(data, add)
+    k8s_contradictions(data, roles, add)
 
 
 def _docker_contradictions(data: dict[str, Any], waived: set[str], add) -> None:

@@ -63,15 +63,16 @@ def _result(common: dict, verdict: Verdict, waiver) -> Result:
 
 def _verdict(control: Control, config: HostConfig, facts: HostFacts | Exception,
              catalog: Catalog) -> Verdict | list[Verdict]:
+    # an item the running component cannot express is not applicable, manual or not
+    too_old = "" if isinstance(facts, Exception) else _too_old(control, facts, catalog)
+    if too_old:
+        return Verdict(SKIP, found=too_old)
     if not control.automated:
         return _manual(control, config, facts)
     if control.kind is None or control.kind not in KINDS:
         return Verdict(SKIP, found="no automated check in this hardline version")
     if isinstance(facts, Exception):
         return Verdict(ERROR, found=f"host could not be verified: {facts}")
-    too_old = _too_old(control, facts, catalog)
-    if too_old:
-        return Verdict(SKIP, found=too_old)
     try:
         return KINDS[control.kind].check(control.resolve(config.data), facts, config.data)
     except FactError as err:

@@ -19,8 +19,9 @@ from hardline.benchmarks.gather.core import FactError, HostFacts
 from hardline.catalog import Catalog, CatalogError, Control, available, version_key
 from hardline.inventory import HostConfig, applicable_catalogs
 
-# The fact that tells a component's version, for benchmarks whose version follows it.
-COMPONENT_FACTS: dict[str, str] = {}
+# The fact that tells a component's version, for benchmarks whose version follows it (CIS
+# Kubernetes: the Kubernetes the node runs, hardline.benchmarks.gather.kubernetes).
+COMPONENT_FACTS: dict[str, str] = {"kubernetes": "k8s_version"}
 
 
 class SelectionError(Exception):
@@ -88,12 +89,10 @@ def needs(controls: Iterable[Control], data: dict[str, Any]) -> tuple[set[str], 
 
 
 def version_needs(catalogs: Iterable[Catalog]) -> set[str]:
-    """Facts needed to pick a version of the benchmarks that have several candidates."""
-    by_benchmark: dict[str, list[Catalog]] = {}
-    for c in catalogs:
-        by_benchmark.setdefault(c.benchmark, []).append(c)
-    return {COMPONENT_FACTS[cs[0].component] for cs in by_benchmark.values()
-            if len(cs) > 1 and cs[0].component in COMPONENT_FACTS}
+    """Facts that tell the component version of benchmarks written for one: to pick a version
+    among several candidates, and with a pinned version to SKIP the items the running component
+    cannot express (min_version / max_version)."""
+    return {COMPONENT_FACTS[c.component] for c in catalogs if c.component in COMPONENT_FACTS}
 
 
 def pick(catalogs: list[Catalog], facts: HostFacts | Exception) -> list[tuple[Catalog, str]]:

@@ -42,10 +42,12 @@ def host_config() -> HostConfig:
     return config
 
 
-def controls(config: HostConfig, *kinds: str) -> list[Control]:
-    """Controls of these kinds that apply to the host's roles: waived ones are not remediated."""
+def controls(config: HostConfig, *kinds: str, versions: dict[str, str] | None = None) -> list[Control]:
+    """Controls of these kinds that apply to the host's roles: waived ones are not remediated.
+    ``versions`` pins benchmark versions beyond the inventory's (one picked from the host)."""
     waived = {key for key, w in config.waivers.items() if not w.expired()}
-    return [c for cat in applicable_catalogs(config.roles, config.data["hardline_benchmark_versions"])
+    pinned = {**config.data["hardline_benchmark_versions"], **(versions or {})}
+    return [c for cat in applicable_catalogs(config.roles, pinned)
             for c in cat.of_kind(*kinds) if c.applies_to(config.roles) and c.key not in waived]
 
 

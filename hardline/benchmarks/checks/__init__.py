@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hardline.benchmarks.checks import audit, containers, daemon, files, images, kernel, platform, swarm, users
+from hardline.benchmarks.checks import (audit, containers, daemon, files, images, kernel, kubeflags, kubelet, kubepods,
+                                        kuberbac, platform, swarm, users)
 
 EFFECTIVE = frozenset({"dockerd", "info", "daemon_json"})  # the running daemon's effective config
 RUNNING = frozenset({"containers", "container_procs"})
@@ -27,7 +28,12 @@ TARGET_NEEDS = {
     "docker_socket": EFFECTIVE | {"docker_paths"},
     "tls": EFFECTIVE | {"tls_stats"},
     "glob": frozenset({"registry_certs", "tls_stats"}),
+    "k8s_file": frozenset({"k8s_files"}),  # the layout's files, resolved from the running components
+    "k8s_dir": frozenset({"k8s_files"}),
+    "k8s_glob": frozenset({"k8s_files"}),
 }
+K8S_PROCS = frozenset({"k8s_procs"})
+K8S_API = frozenset({"k8s_api"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,14 @@ def _target(*extra: str) -> Callable[[dict[str, Any]], frozenset[str]]:
 def _by_aspect(common: frozenset[str], **aspects: frozenset[str]) -> Callable[[dict[str, Any]], frozenset[str]]:
     """Needs of a kind whose controls each judge one aspect (params "aspect")."""
     return lambda params: common | aspects.get(params["aspect"], frozenset())
+
+
+def _process_flag_needs(params: dict[str, Any]) -> frozenset[str]:
+    """Flags of a process; etcd's may come from its config file; path values are stat'ed."""
+    extra = {"k8s_configs"} if params["component"] == "etcd" else set()
+    if params.get("path_exists"):
+        extra.add("k8s_files")
+    return K8S_PROCS | extra
 
 
 def _target_paths(params: dict[str, Any]) -> list[str]:
@@ -91,6 +105,25 @@ KINDS: dict[str, Kind] = {
     "sprawl": Kind(images.check_sprawl, _fixed("images", "containers")),
     "swarm_mode": Kind(swarm.check_swarm_mode, _fixed("info")),
     "swarm": Kind(swarm.check_swarm, _fixed("info", "swarm", "overlay_networks", "dockerd")),
+    # CIS Kubernetes node kinds (docs/kinds-kubernetes.md)
+    "process_flag": Kind(kubeflags.check_process_flag, _process_flag_needs),
+    "admission_plugin": Kind(kubeflags.check_admission_plugin, _fixed(K8S_PROCS)),
+    "encryption_config": Kind(kubeflags.check_encryption_config, _fixed(K8S_PROCS, "k8s_encryption")),
+    "kubelet_setting": Kind(kubelet.check_kubelet_setting, lambda p: K8S_PROCS | {"k8s_configs"} | (
+        {"k8s_files"} if p.get("path_exists") else set())),
+    "proxy_setting": Kind(kubelet.check_proxy_setting, _fixed(K8S_PROCS, "k8s_configs")),
+    # CIS Kubernetes cluster kinds: one batch of API reads on the cluster's first control plane host
+    "rbac_role_binding": Kind(kuberbac.check_rbac_role_binding, _fixed(K8S_API)),
+    "rbac_access": Kind(kuberbac.check_rbac_access, _fixed(K8S_API)),
+    "rbac_wildcard": Kind(kuberbac.check_rbac_wildcard, _fixed(K8S_API)),
+    "service_account_token": Kind(kuberbac.check_service_account_token, _fixed(K8S_API)),
+    "pod_token_automount": Kind(kubepods.check_pod_token_automount, _fixed(K8S_API)),
+    "pod_spec": Kind(kubepods.check_pod_spec, _fixed(K8S_API)),
+    "psp_restricts": Kind(kubepods.check_psp_restricts, _fixed("k8s_api_psp")),
+    "pod_security_admission": Kind(kubepods.check_pod_security_admission, _fixed(K8S_API)),
+    "network_policy": Kind(kubepods.check_network_policy, _fixed(K8S_API)),
+    "secret_env": Kind(kubepods.check_secret_env, _fixed(K8S_API)),
+    "default_namespace": Kind(kubepods.check_default_namespace, _fixed("k8s_api_default")),
 }
 CHECKS = {name: kind.check for name, kind in KINDS.items()}
 # Kinds of manual items: they report what an auditor needs (counts, listings) as MANUAL, never PASS.

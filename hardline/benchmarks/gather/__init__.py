@@ -1,7 +1,7 @@
 """Gathering by need: a host gathers only the facts its selected controls' kinds need, in as few
 round trips as the facts' rounds require (one shell script per round).
 
-Fact modules (``docker``, ``host``, ``platform``, ...) each export FACTS; this module joins them
+Fact modules (``docker``, ``host``, ``platform``, ``kubernetes``, ...) each export FACTS; this module joins them
 into one registry and runs the rounds. Nothing here knows any benchmark.
 
 Example::
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from hardline.benchmarks.gather import docker, host, platform
+from hardline.benchmarks.gather import docker, host, kubeapi, kubenode, kubernetes, platform
 from hardline.benchmarks.gather.core import FactError, HostFacts, Stat, parse_sections, preamble
 
 __all__ = ["FACTS", "FactError", "HostFacts", "Stat", "gather", "closure", "script_for"]
 
-FACTS = {f.name: f for module in (docker, host, platform) for f in module.FACTS}
-assert len(FACTS) == sum(len(m.FACTS) for m in (docker, host, platform)), "duplicate fact names"
+MODULES = (docker, host, platform, kubernetes, kubenode, kubeapi)
+FACTS = {f.name: f for module in MODULES for f in module.FACTS}
+assert len(FACTS) == sum(len(m.FACTS) for m in MODULES), "duplicate fact names"
 
 # runner(script) -> stdout of `sh -c script` on the host; raises when the host cannot run it
 Runner = Callable[[str], str]

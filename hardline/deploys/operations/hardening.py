@@ -32,6 +32,7 @@ def permissions(path: str, stat: dict[str, Any] | None, owner: str | None = None
     + owner: user that must own the path
     + group: group that must own the path
     + max_mode: octal string; bits outside it are removed (chmod to current & max_mode)
+    + stat: its owner, group and mode as already gathered (None: absent); read here when not given
 
     **Example:**
 
