@@ -54,7 +54,7 @@ def _result(control: Control, config: HostConfig, verdict: Verdict, catalog: Cat
         elif verdict.status == ERROR:  # a waiver accepts a known deviation, not an unverified host
             verdict.evidence.append(f"waived ({waiver.reason}), but the host could not be verified")
     return Result(
-        host=host_name or config.name, benchmark=catalog.benchmark, benchmark_version=catalog.version,
+        host=host_name or config.data.get("hardline_host_name") or config.name, benchmark=catalog.benchmark, benchmark_version=catalog.version,
         control_id=control.id, slug=control.slug, title=control.title, section=control.section,
         section_title=catalog.section_title(control.section), level=control.level, automated=control.automated,
         status=verdict.status, expected=verdict.expected, found=verdict.found, evidence=verdict.evidence,
