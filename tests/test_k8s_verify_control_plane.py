@@ -166,6 +166,48 @@ def test_etcd_settings_from_its_environment(cp, cp_config):
     assert got["2.6"].status == PASS and got["2.6"].found.startswith("--peer-auto-tls given nowhere (flags, ETCD_PEER_AUTO_TLS")
 
 
+ETCD_TLS_KEYS = {"cert-file", "key-file", "client-cert-auth", "trusted-ca-file", "auto-tls"}
+
+
+def etcd_config_file(command: list[str], **overrides) -> str:
+    """kubeadm's etcd flags as an etcd --config-file (TLS settings in their nested blocks)."""
+    flags = {k: v for k, _, v in (a.lstrip("-").partition("=") for a in command[1:])}
+    flags.update(overrides)
+    doc: dict = {"client-transport-security": {}, "peer-transport-security": {}}
+    for key, value in flags.items():
+        value = {"true": True, "false": False}.get(value, value)
+        if key.startswith("peer-") and key[5:] in ETCD_TLS_KEYS:
+            doc["peer-transport-security"][key[5:]] = value
+        elif key in ETCD_TLS_KEYS:
+            doc["client-transport-security"][key] = value
+        else:
+            doc[key] = int(value) if key == "snapshot-count" else value
+    return yaml.safe_dump(doc)
+
+
+def test_etcd_config_file_alone_decides(cp, cp_config):
+    """etcd started with --config-file reads that file alone ("other configuration command line
+    flags and environment variables will be ignored", its log says): a --client-cert-auth=true flag beside it
+    changes nothing, etcd serves a client without a certificate, and the verdict follows the
+    file (kube-bench reads the flag and passes)."""
+    command = yaml.safe_load(cp.manifest("etcd").read_text())["spec"]["containers"][0]["command"]
+    text = etcd_config_file(command, **{"client-cert-auth": "false"})
+    text = "\n".join(line for line in text.splitlines() if "trusted-ca-file" not in line or "peer" in line)
+    path = "/etc/kubernetes/pki/etcd/hl-etcd.yaml"
+    with node_file(cp, path, text + "\n"):
+        edit = lambda cmd: ["etcd", f"--config-file={path}", "--client-cert-auth=true"]  # noqa: E731
+        with manifest_changed(cp, "etcd", edit):
+            got, facts = verdicts(cp_config, "2.1", "2.2", "2.3", "1.1.11")
+            wait_for("etcd serving a client without a certificate", lambda: cp.etcd_health(with_cert=False).returncode == 0, 90)
+            assert "Other configuration command line flags and environment variables will be ignored" in cp.component_log("etcd", 2000)
+    pid = facts.values["k8s_procs"]["etcd"].pid
+    assert got["2.2"].status == FAIL
+    assert got["2.2"].found == f"client-transport-security.client-cert-auth: false (etcd config file {path}, pid {pid}): differs"
+    assert got["2.1"].status == PASS and "client-transport-security.cert-file: /etc/kubernetes/pki/etcd/server.crt" in got["2.1"].found
+    assert got["2.3"].status == PASS and got["2.3"].found.startswith("client-transport-security.auto-tls not in etcd config file")
+    assert got["1.1.11"].status == PASS and got["1.1.11"].found == "/var/lib/etcd 700"  # data-dir from the file
+
+
 def test_controller_manager_feature_gate_and_bind_address(cp, cp_config):
     """A key of a key=value flag (--feature-gates) judged key by key, with Go's boolean spellings."""
     bad = with_flags(add=("--feature-gates=RotateKubeletServerCertificate=false,EphemeralContainers=true",
