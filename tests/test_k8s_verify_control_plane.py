@@ -258,7 +258,8 @@ def test_file_modes_and_owners_through_the_layout(cp, cp_config):
     with changed(cp, "/etc/kubernetes/admin.conf", mode="666"), \
             changed(cp, "/etc/kubernetes/pki/front-proxy-ca.crt", owner="nobody"), \
             changed(cp, "/etc/kubernetes/pki/etcd/peer.key", mode="640"), \
-            changed(cp, "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", mode="664"):
+            changed(cp, "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", mode="664"), \
+            changed(cp, "/var/lib/etcd", owner="root:root"):
         bad, _ = verdicts(cp_config, *ids)
     assert {i: v.status for i, v in bad.items()} == {"1.1.12": FAIL, "1.1.13": FAIL, "1.1.14": PASS, "1.1.19": FAIL,
                                                      "1.1.21": FAIL, "4.1.1": FAIL}
