@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import pytest
 
-from hardline.benchmarks.checks.kubecompare import is_loopback, judge, parse_duration, select_key
+from hardline.benchmarks.checks.kubecompare import (
+    is_loopback,
+    judge,
+    parse_duration,
+    select_key,
+)
 from hardline.benchmarks.checks.kubeflags import _first_provider
 from hardline.benchmarks.checks.kubelet import unset_in_file
 from hardline.benchmarks.gather.core import HostFacts
-from hardline.benchmarks.gather.kubenode import glob_ops
-from hardline.benchmarks.gather.kubernetes import Proc, _journal_flags, _matches, parse_flags
+from hardline.benchmarks.gather.kubefiles import glob_ops
+from hardline.benchmarks.gather.kubernetes import (
+    Proc,
+    _journal_flags,
+    _matches,
+    parse_flags,
+)
 
 
 def test_flags_parse_as_pflag_does():

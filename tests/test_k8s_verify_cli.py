@@ -20,7 +20,12 @@ from hardline.benchmarks.select import Selection
 from hardline.catalog import load_catalog
 from hardline.incluster import COMMAND, INVENTORY
 from hardline.results import ERROR, FAIL, PASS, SKIP
-from tests.support.kubeverify import CONTROL_PLANE_GROUPS, gather, node_config, wait_control_plane
+from tests.support.kubeverify import (
+    CONTROL_PLANE_GROUPS,
+    gather,
+    node_config,
+    wait_control_plane,
+)
 
 pytestmark = pytest.mark.k8s
 

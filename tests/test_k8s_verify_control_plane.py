@@ -18,8 +18,15 @@ import pytest
 import yaml
 
 from hardline.results import FAIL, PASS, SKIP
-from tests.support.kubeverify import (CONTROL_PLANE_GROUPS, gather, judge, manifest_changed, needs_of, node_config,
-                                      wait_for)
+from tests.support.kubeverify import (
+    CONTROL_PLANE_GROUPS,
+    gather,
+    judge,
+    manifest_changed,
+    needs_of,
+    node_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -122,7 +129,7 @@ def test_api_server_flags_admission_plugins_and_encryption_pass(cp, cp_config):
             "--kubelet-certificate-authority=/etc/kubernetes/pki/hl-kubelet-ca.crt",
             "--encryption-provider-config=/etc/kubernetes/pki/hl-enc.yaml"))
         with manifest_changed(cp, "kube-apiserver", good):
-            got, facts = verdicts(cp_config, *APISERVER_IDS, "1.2.23", "1.2.24")
+            got, _ = verdicts(cp_config, *APISERVER_IDS, "1.2.23", "1.2.24")
             assert {i: v.status for i, v in got.items() if v.status != PASS} == {}
             assert got["1.2.5"].found.endswith("(file exists)")
             assert got["1.2.13"].found == "ServiceAccount enabled (on by default)"
@@ -195,7 +202,7 @@ def test_etcd_config_file_alone_decides(cp, cp_config):
     text = "\n".join(line for line in text.splitlines() if "trusted-ca-file" not in line or "peer" in line)
     path = "/etc/kubernetes/pki/etcd/hl-etcd.yaml"
     with node_file(cp, path, text + "\n"):
-        edit = lambda cmd: ["etcd", f"--config-file={path}", "--client-cert-auth=true"]  # noqa: E731
+        edit = lambda cmd: ["etcd", f"--config-file={path}", "--client-cert-auth=true"]
         with manifest_changed(cp, "etcd", edit):
             got, facts = verdicts(cp_config, "2.1", "2.2", "2.3", "1.1.11")
             wait_for("etcd serving a client without a certificate", lambda: cp.etcd_health(with_cert=False).returncode == 0, 90)
@@ -250,7 +257,7 @@ def changed(node, path: str, mode: str | None = None, owner: str | None = None):
 def test_file_modes_and_owners_through_the_layout(cp, cp_config):
     ids = ("1.1.12", "1.1.13", "1.1.14", "1.1.19", "1.1.21", "4.1.1")
     with changed(cp, "/etc/kubernetes/admin.conf", mode="644"), changed(cp, "/var/lib/etcd", owner="etcd:etcd"):
-        good, facts = verdicts(cp_config, *ids)
+        good, _ = verdicts(cp_config, *ids)
     assert {i: v.status for i, v in good.items()} == {i: PASS for i in ids}, {i: v.found for i, v in good.items()}
     assert good["1.1.13"].found == "/etc/kubernetes/admin.conf 644"  # 644 meets "644 or stricter"
     assert "/etc/kubernetes/pki/etcd/peer.key root:root" in good["1.1.19"].found  # every file below pki/

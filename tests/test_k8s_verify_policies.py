@@ -12,7 +12,14 @@ from __future__ import annotations
 import pytest
 
 from hardline.results import FAIL, PASS, SKIP
-from tests.support.kubeverify import CONTROL_PLANE_GROUPS, apply, gather, judge, node_config, wait_for
+from tests.support.kubeverify import (
+    CONTROL_PLANE_GROUPS,
+    apply,
+    gather,
+    judge,
+    node_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.k8s
 

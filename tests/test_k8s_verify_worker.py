@@ -20,7 +20,6 @@ import json
 import shlex
 
 import pytest
-import yaml
 
 from hardline.benchmarks.checks.kubecompare import typed, value_type
 from hardline.benchmarks.checks.kubelet import _kubelet_value, config_sources
@@ -28,7 +27,14 @@ from hardline.benchmarks.gather import FACTS, closure, script_for
 from hardline.benchmarks.gather.core import parse_sections
 from hardline.catalog import load_catalog
 from hardline.results import FAIL, PASS, SKIP
-from tests.support.kubeverify import gather, judge, kubelet_changed, needs_of, node_config, wait_for
+from tests.support.kubeverify import (
+    gather,
+    judge,
+    kubelet_changed,
+    needs_of,
+    node_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -97,6 +103,13 @@ def lookup(doc: dict, dotted: str, zero):
 ZERO = {bool: False, int: 0, str: "", float: 0.0}
 
 
+def assert_kubelet_agrees(facts, live: dict) -> None:
+    """Every value the checks find in effect is the one the kubelet reports in /configz."""
+    for key, value in effective(facts).items():
+        kind = "duration" if isinstance(value, float) else type(value).__name__
+        assert typed(lookup(live, key, ZERO[type(value)]), kind) == value, (key, value, live)
+
+
 def test_kubelet_flag_over_config_file_and_the_kubelet_agrees(w1, w1_config, k8s_control_plane):
     """A flag that contradicts a compliant config file wins (and is named as the cause); zero
     durations in the file are the kubelet's defaults; protectKernelDefaults: true runs."""
@@ -115,9 +128,7 @@ def test_kubelet_flag_over_config_file_and_the_kubelet_agrees(w1, w1_config, k8s
     assert got["4.2.1"].evidence == ["the flag --anonymous-auth is the cause: remove it from the kubelet's flags"]
     assert got["4.2.11"].found == "rotateCertificates: false (/var/lib/kubelet/config.yaml): differs"
     assert "streamingConnectionIdleTimeout: 0s in /var/lib/kubelet/config.yaml counts as unset" in got["4.2.5"].found
-    for key, value in effective(facts).items():  # the checks' model is the kubelet's
-        kind = "duration" if isinstance(value, float) else type(value).__name__
-        assert typed(lookup(live, key, ZERO[type(value)]), kind) == value, (key, value, live)
+    assert_kubelet_agrees(facts, live)
 
 
 def test_kubelet_compliant_config_and_the_client_ca_it_names(w1, w1_config, k8s_control_plane):
@@ -142,6 +153,7 @@ def test_kubelet_compliant_config_and_the_client_ca_it_names(w1, w1_config, k8s_
     assert got["4.1.7"].found == "/etc/kubernetes/pki/hl-client-ca.crt 600"  # the CA the kubelet names
     assert loose["4.1.7"].status == FAIL and loose["4.1.7"].found == "/etc/kubernetes/pki/hl-client-ca.crt is 666"
     assert live["streamingConnectionIdleTimeout"] == "5m0s" and "readOnlyPort" not in live  # 0 (omitempty)
+    assert_kubelet_agrees(facts, live)
 
 
 def run_round2(node, config, facts, wanted):
@@ -212,7 +224,7 @@ def test_proxy_setting_simulated_kube_proxy(w1, w1_config):
                             "--hostname-override=w1", "--metrics-bind-address=127.0.0.1:10249")
             try:
                 wait_for("stand-in kube-proxy", lambda: w1.pids("kube-proxy"), timeout=20)
-                got, facts = verdicts(w1_config, "4.3.1", "4.1.3", "4.1.4", prefix=K12)
+                got, _ = verdicts(w1_config, "4.3.1", "4.1.3", "4.1.4", prefix=K12)
                 results[metrics] = got
             finally:
                 for pid in w1.pids("kube-proxy"):  # the stand-in runs in the node's PID namespace
@@ -226,8 +238,8 @@ def test_proxy_setting_simulated_kube_proxy(w1, w1_config):
         root.rmdir()
     loose, tight = results["0.0.0.0:10249"], results["127.0.0.1:10249"]
     assert loose["4.3.1"].status == FAIL and "metricsBindAddress: 0.0.0.0:10249 (/var/lib/kube-proxy/config.conf)" in loose["4.3.1"].found
-    assert loose["4.3.1"].evidence == ["--metrics-bind-address=127.0.0.1:10249 is on the command line but ignored: "
-                                       "kube-proxy takes its settings from --config /var/lib/kube-proxy/config.conf"]
+    assert loose["4.3.1"].evidence == [("--metrics-bind-address=127.0.0.1:10249 is on the command line but ignored: "
+                                        "kube-proxy takes its settings from --config /var/lib/kube-proxy/config.conf")]
     assert tight["4.3.1"].status == PASS
     assert tight["4.1.3"].status == PASS and tight["4.1.3"].found.endswith("/var/lib/kube-proxy/kubeconfig.conf 600")
     assert tight["4.1.3"].found.startswith("/proc/")  # read through the process's mount namespace

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.checks.kubecompare import BadValue, expectation, parse_duration, select_key, show
+from hardline.benchmarks.checks.kubecompare import (
+    BadValue,
+    expectation,
+    parse_duration,
+    select_key,
+    show,
+)
 from hardline.benchmarks.checks.kubeflags import as_list, judge_setting, running
 from hardline.benchmarks.gather.core import HostFacts
 from hardline.benchmarks.gather.kubenode import config, lookup
