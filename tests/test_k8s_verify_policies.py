@@ -18,6 +18,7 @@ from tests.support.kubeverify import (
     gather,
     judge,
     node_config,
+    wait_control_plane,
     wait_for,
 )
 
@@ -189,6 +190,9 @@ CLUSTER_OBJECTS = ("clusterrolebinding/hl-ops-admin", "clusterrolebinding/hl-rea
 
 @pytest.fixture(scope="module")
 def cp(k8s_control_plane):
+    """The shared control plane, once every component runs its own manifest again (earlier
+    tests may have left the controller manager or scheduler in crash-loop back-off)."""
+    wait_control_plane(k8s_control_plane)
     return k8s_control_plane
 
 

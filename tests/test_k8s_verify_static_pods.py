@@ -1,6 +1,10 @@
 """CIS Kubernetes node checks against the real control plane of the test cluster (kubeadm 1.20,
 etcd, kube-apiserver, controller manager and scheduler as static pods of the real kubelet).
 
+Order matters for time, not for results: the scheduler and controller manager are changed first,
+because every API server or etcd restart stops them (they cannot renew their leases) and the
+kubelet then holds their original pods in crash-loop back-off, up to 5 minutes.
+
 Every case changes the real component (its manifest, etcd's environment, a file's mode or owner),
 waits until the kubelet runs it so, gathers over SSH as `hardline verify` does, and checks the
 verdict and its evidence; the shared cluster is put back afterwards. Where it matters, the test
@@ -25,6 +29,7 @@ from tests.support.kubeverify import (
     manifest_changed,
     needs_of,
     node_config,
+    wait_control_plane,
     wait_for,
 )
 
@@ -47,6 +52,9 @@ def with_flags(*, drop: tuple[str, ...] = (), add: tuple[str, ...] = ()):
 
 @pytest.fixture(scope="module")
 def cp(k8s_control_plane):
+    """The shared control plane, once every component runs its own manifest again (earlier
+    tests may have left the controller manager or scheduler in crash-loop back-off)."""
+    wait_control_plane(k8s_control_plane)
     return k8s_control_plane
 
 
@@ -80,6 +88,29 @@ def encryption(first: str) -> str:
         providers.reverse()
     return yaml.safe_dump({"apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
                            "resources": [{"resources": ["secrets"], "providers": providers}]})
+
+
+def test_scheduler_flag_given_twice_last_wins(cp, cp_config):
+    with manifest_changed(cp, "kube-scheduler", with_flags(add=("--profiling=false", "--profiling=true"))):
+        got, _ = verdicts(cp_config, "1.4.1")
+    assert got["1.4.1"].status == FAIL
+    with manifest_changed(cp, "kube-scheduler", with_flags(add=("--profiling=true", "--profiling=false"))):
+        got, _ = verdicts(cp_config, "1.4.1")
+    assert got["1.4.1"].status == PASS
+
+
+def test_controller_manager_feature_gate_and_bind_address(cp, cp_config):
+    """A key of a key=value flag (--feature-gates) judged key by key, with Go's boolean spellings."""
+    bad = with_flags(add=("--feature-gates=RotateKubeletServerCertificate=false,EphemeralContainers=true",
+                          "--bind-address=0.0.0.0"))
+    with manifest_changed(cp, "kube-controller-manager", bad):
+        got, _ = verdicts(cp_config, "1.3.6", "1.3.7")
+    assert (got["1.3.6"].status, got["1.3.7"].status) == (FAIL, FAIL)
+    assert got["1.3.6"].found.startswith("RotateKubeletServerCertificate=false in flag --feature-gates=")
+    good = with_flags(add=("--feature-gates=RotateKubeletServerCertificate=True", "--bind-address=127.0.0.1"))
+    with manifest_changed(cp, "kube-controller-manager", good):
+        got, _ = verdicts(cp_config, "1.3.6", "1.3.7")
+    assert (got["1.3.6"].status, got["1.3.7"].status) == (PASS, PASS)
 
 
 APISERVER_IDS = ("1.2.2", "1.2.3", "1.2.5", "1.2.6", "1.2.7", "1.2.8", "1.2.10", "1.2.13", "1.2.16", "1.2.20",
@@ -213,29 +244,6 @@ def test_etcd_config_file_alone_decides(cp, cp_config):
     assert got["2.1"].status == PASS and "client-transport-security.cert-file: /etc/kubernetes/pki/etcd/server.crt" in got["2.1"].found
     assert got["2.3"].status == PASS and got["2.3"].found.startswith("client-transport-security.auto-tls not in etcd config file")
     assert got["1.1.11"].status == PASS and got["1.1.11"].found == "/var/lib/etcd 700"  # data-dir from the file
-
-
-def test_controller_manager_feature_gate_and_bind_address(cp, cp_config):
-    """A key of a key=value flag (--feature-gates) judged key by key, with Go's boolean spellings."""
-    bad = with_flags(add=("--feature-gates=RotateKubeletServerCertificate=false,EphemeralContainers=true",
-                          "--bind-address=0.0.0.0"))
-    with manifest_changed(cp, "kube-controller-manager", bad):
-        got, _ = verdicts(cp_config, "1.3.6", "1.3.7")
-    assert (got["1.3.6"].status, got["1.3.7"].status) == (FAIL, FAIL)
-    assert got["1.3.6"].found.startswith("RotateKubeletServerCertificate=false in flag --feature-gates=")
-    good = with_flags(add=("--feature-gates=RotateKubeletServerCertificate=True", "--bind-address=127.0.0.1"))
-    with manifest_changed(cp, "kube-controller-manager", good):
-        got, _ = verdicts(cp_config, "1.3.6", "1.3.7")
-    assert (got["1.3.6"].status, got["1.3.7"].status) == (PASS, PASS)
-
-
-def test_scheduler_flag_given_twice_last_wins(cp, cp_config):
-    with manifest_changed(cp, "kube-scheduler", with_flags(add=("--profiling=false", "--profiling=true"))):
-        got, _ = verdicts(cp_config, "1.4.1")
-    assert got["1.4.1"].status == FAIL
-    with manifest_changed(cp, "kube-scheduler", with_flags(add=("--profiling=true", "--profiling=false"))):
-        got, _ = verdicts(cp_config, "1.4.1")
-    assert got["1.4.1"].status == PASS
 
 
 @contextlib.contextmanager
