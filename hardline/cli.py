@@ -360,6 +360,21 @@ def cmd_variables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_k8s_manifest(args: argparse.Namespace) -> int:
+    from hardline.incluster import ManifestError, render
+
+    try:
+        text = render(args.image, args.namespace, args.cluster, args.reports_dir, args.interval)
+    except ManifestError as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
 def cmd_lab(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:
         from hardline.labrun import demo
@@ -427,6 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_args(controls)
     controls.add_argument("--role", choices=ROLES, help="only controls for this node role")
     controls.set_defaults(func=cmd_controls)
+    manifest = sub.add_parser("k8s-manifest", help="print the DaemonSets that verify every Kubernetes node from "
+                              "inside the cluster (hostPID, read-only host root, @chroot)",
+                              description="Render the in-cluster node verification (hardline/incluster.py): one "
+                              "DaemonSet for control-plane nodes, one for the others; each pod writes "
+                              "<reports-dir>/<node>.json and .xml on its node.")
+    manifest.add_argument("--image", required=True, help="an image with hardline installed (pip install hardline)")
+    manifest.add_argument("--namespace", default="hardline", help="namespace to create (default: %(default)s)")
+    manifest.add_argument("--cluster", default="kubernetes", help="k8s_cluster of the results (default: %(default)s)")
+    manifest.add_argument("--reports-dir", default="/var/log/hardline", help="node directory for the results "
+                          "(default: %(default)s)")
+    manifest.add_argument("--interval", type=int, default=86400, help="seconds between verifications; 0 = once, "
+                          "then exit (default: %(default)s)")
+    manifest.add_argument("-o", "--output", metavar="PATH", help="write the manifest here instead of stdout")
+    manifest.set_defaults(func=cmd_k8s_manifest)
     variables = sub.add_parser("variables", help="list every inventory variable with its type and default")
     variables.set_defaults(func=cmd_variables)
     sub.add_parser("deploy", help="harden the inventory's hosts: pyinfra with hardline's packaged deploy "

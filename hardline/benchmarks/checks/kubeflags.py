@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.checks.kubecompare import expectation, judge, parse_list, select_key, show
+from hardline.benchmarks.checks.kubecompare import (
+    expectation,
+    judge,
+    parse_list,
+    select_key,
+    show,
+)
 from hardline.benchmarks.gather.core import FactError, HostFacts
 from hardline.benchmarks.gather.kubenode import flag_value
 from hardline.benchmarks.gather.kubernetes import Proc, component

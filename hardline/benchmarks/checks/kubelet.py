@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.checks.kubecompare import BadValue, expectation, parse_duration, select_key, show
+from hardline.benchmarks.checks.kubecompare import (
+    BadValue,
+    expectation,
+    parse_duration,
+    select_key,
+    show,
+)
 from hardline.benchmarks.checks.kubeflags import as_list, judge_setting, running
 from hardline.benchmarks.gather.core import HostFacts
 from hardline.benchmarks.gather.kubenode import config, lookup
@@ -102,11 +108,9 @@ def check_kubelet_setting(params: dict[str, Any], facts: HostFacts, data: dict[s
     results, notes = [], []
     for flag, key in _pairs(params):
         given, value, source, hidden = _kubelet_value(proc, files, flag, key, params.get("key"))
-        ok, line = judge_setting(params, facts, proc, given, value, source, default)
-        if hidden:
-            line += f" ({hidden})"
-            if not ok:
-                notes.append(f"the flag --{flag} is the cause: remove it from the kubelet's flags")
+        ok, line = judge_setting(params, facts, proc, given, value, source + (f" ({hidden})" if hidden else ""), default)
+        if hidden and not ok:
+            notes.append(f"the flag --{flag} is the cause: remove it from the kubelet's flags")
         results.append((ok, line))
     ok = all(r[0] for r in results)
     names = [f"{k or '--' + str(f)}" for f, k in _pairs(params)]

@@ -5,7 +5,8 @@ One finding per pod/container (or namespace, policy, object), each naming it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from hardline.benchmarks.checks.kuberbac import matches, meta, objects, verdict
 from hardline.benchmarks.gather.core import HostFacts

@@ -11,8 +11,9 @@ control says ``include_bootstrap``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 from hardline.benchmarks.gather.core import HostFacts
 from hardline.results import FAIL, PASS, SKIP, Verdict
@@ -102,20 +103,16 @@ def check_rbac_role_binding(params: dict[str, Any], facts: HostFacts, data: dict
 
 
 def grants(rule: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    """The verbs on resources of ``want`` (api_groups, resources, verbs) that a role rule grants."""
+    """"verb resource" pairs of ``want`` (api_groups, resources, verbs) that a role rule grants,
+    named by the wanted resource even where the rule says ``*``."""
     groups, resources, verbs = (set(rule.get(k) or ()) for k in ("apiGroups", "resources", "verbs"))
-    if rule.get("nonResourceURLs") and not resources:
-        return []
-    if not ("*" in groups or groups & set(want["api_groups"])):
-        return []
-    hit_resources = sorted(resources & set(want["resources"])) or (["*"] if "*" in resources else [])
-    if not hit_resources:
-        return []
-    wanted_verbs = set(want["verbs"])
-    if "*" in wanted_verbs:
-        hit_verbs = sorted(verbs) if verbs else []
+    if not resources or not ("*" in groups or groups & set(want["api_groups"])):
+        return []  # nonResourceURLs rules grant no resource
+    hit_resources = sorted(r for r in want["resources"] if r in resources or "*" in resources)
+    if "*" in want["verbs"]:
+        hit_verbs = sorted(verbs)
     else:
-        hit_verbs = sorted(wanted_verbs) if "*" in verbs else sorted(verbs & wanted_verbs)
+        hit_verbs = sorted(v for v in want["verbs"] if v in verbs or "*" in verbs)
     return [f"{v} {r}" for r in hit_resources for v in hit_verbs]
 
 

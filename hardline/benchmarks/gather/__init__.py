@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from hardline.benchmarks.gather import docker, host, kubeapi, kubenode, kubernetes, platform
+from hardline.benchmarks.gather import docker, host, kubeapi, kubefiles, kubenode, kubernetes, platform
 from hardline.benchmarks.gather.core import FactError, HostFacts, Stat, parse_sections, preamble
 
 __all__ = ["FACTS", "FactError", "HostFacts", "Stat", "gather", "closure", "script_for"]
 
-MODULES = (docker, host, platform, kubernetes, kubenode, kubeapi)
+MODULES = (docker, host, platform, kubernetes, kubenode, kubefiles, kubeapi)
 FACTS = {f.name: f for module in MODULES for f in module.FACTS}
 assert len(FACTS) == sum(len(m.FACTS) for m in MODULES), "duplicate fact names"
 

@@ -107,7 +107,7 @@ def _parse_default(facts: HostFacts, data: dict[str, Any]) -> None:
 
 
 def _parse_psp(facts: HostFacts, data: dict[str, Any]) -> None:
-    rc, out, err = facts.sections.get("k8s_api_psp", (127, "", "section missing from gather output"))
+    rc, _out, err = facts.sections.get("k8s_api_psp", (127, "", "section missing from gather output"))
     if rc != 0 and any(s in err for s in NOT_SERVED):
         facts.values["k8s_api_psp"] = None
         return

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,7 +245,8 @@ def _journal_flags(facts: HostFacts, layout: str, component: str, spec: dict[str
         return
     line = out.strip().splitlines()[-1] if out.strip() else ""
     _, marker, rest = line.partition(spec["marker"])
-    proc.flags = parse_flags(shlex.split(rest, posix=True)) if marker else {}
+    # logrus quotes the message: msg="Running kube-apiserver --a=b ..." (k3s's flags hold no spaces)
+    proc.flags = parse_flags(rest.strip().removesuffix('"').split()) if marker else {}
     proc.source = (f"journal of {', '.join(spec['units'])} ('{spec['marker']}' line)" if marker
                    else f"journal of {', '.join(spec['units'])} (no '{spec['marker']}' line this boot)")
 
