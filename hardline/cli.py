@@ -14,9 +14,10 @@ import threading
 import time
 from pathlib import Path
 
+from hardline.catalog import ROLES
 from hardline.results import (
     ERROR, FAIL, STATUSES, RunResults, ResultsFileError, counts, gate, gated_exit_code, host_scores,
-    load_json, merge_runs, score, write_json, write_junit,
+    load_json, merge_runs, score, write_json,
 )
 
 EXIT_USAGE = 4
@@ -118,13 +119,16 @@ def _load_previous(path: str | None) -> RunResults | None:
     return load_json(path) if path else None
 
 
-def write_outputs(run: RunResults, args: argparse.Namespace, previous: RunResults | None = None) -> list[str]:
-    """Write the --junit/--json/--html files a command was asked for; returns lines naming them."""
+def write_outputs(run: RunResults, args: argparse.Namespace, previous: RunResults | None = None,
+                  junit_extra: tuple = ()) -> list[str]:
+    """Write the --junit/--json/--html files a command was asked for; returns lines naming them.
+    ``junit_extra``: more JUnit suites for the same document (drift's)."""
+    from hardline.junit import write_junit
     from hardline.report import write_html
 
     written = []
     if getattr(args, "junit", None):
-        write_junit(run.results, args.junit, meta=run.meta)
+        write_junit(run.results, args.junit, meta=run.meta, extra=junit_extra)
         written.append(f"JUnit XML: {args.junit}")
     if getattr(args, "json", None):
         write_json(run, args.json)
@@ -144,27 +148,57 @@ def _gate_lines(results, threshold: float | None) -> list[str]:
     return [f"gate --fail-under {threshold:g}: met (overall score {score(results).text()})"]
 
 
+def _selection(args: argparse.Namespace):
+    from hardline.benchmarks.select import Selection
+
+    selection = Selection(tuple(args.benchmark or ()), args.level, tuple(args.section or ()))
+    selection.check()
+    return selection
+
+
+def _load(args: argparse.Namespace):
+    """Hosts, selection and previous results of verify/drift, or a usage error (exit 4)."""
+    from hardline.benchmarks.select import SelectionError
+    from hardline.inventory import InventoryError, load_hosts
+
+    try:
+        selection = _selection(args)
+        hosts = load_hosts(args.inventory, args.limit)
+        previous = _load_previous(args.previous)
+    except (InventoryError, FileNotFoundError, ResultsFileError, SelectionError) as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return None
+    for h in hosts:  # verified anyway: ERROR for this host, the others go on
+        if not h.valid:
+            print(f"hardline: host {h.name} is not verified, {h.error}", file=sys.stderr)
+    return hosts, selection, previous
+
+
+def _benchmark_line(hosts) -> str:
+    from collections import Counter
+
+    roles = Counter(r for h in hosts for r in h.roles)
+    return ", ".join(f"{n} {role}" for role, n in sorted(roles.items())) or "no roles"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from hardline.benchmarks.engine import verify_hosts
-    from hardline.inventory import InventoryError, load_hosts
 
     if args.fail_under is not None and not 0 <= args.fail_under <= 100:
         print("hardline: --fail-under takes a score from 0 to 100", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        hosts = load_hosts(args.inventory, args.limit)
-        previous = _load_previous(args.previous)
-    except (InventoryError, FileNotFoundError, ResultsFileError) as err:
-        print(f"hardline: {err}", file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return EXIT_USAGE
+    hosts, selection, previous = loaded
     started_at, started = _now(), time.monotonic()
     if not args.quiet:
-        print(f"verifying {len(hosts)} host(s) against {args.benchmark} ...", file=sys.stderr)
-    results = verify_hosts(hosts, args.benchmark, args.parallel, args.section, _progress(args.quiet, len(hosts)))
+        print(f"verifying {len(hosts)} host(s) ({_benchmark_line(hosts)}) ...", file=sys.stderr)
+    results = verify_hosts(hosts, selection, args.parallel, _progress(args.quiet, len(hosts)))
     elapsed = time.monotonic() - started
-    run = RunResults.new(results, started=started_at, duration=elapsed, benchmark=args.benchmark,
-                         inventory=args.inventory, hosts=[h.name for h in hosts], command=["hardline", *args.argv],
-                         sections=args.section)
+    run = RunResults.new(results, started=started_at, duration=elapsed, inventory=args.inventory,
+                         hosts=[h.name for h in hosts], command=["hardline", *args.argv], sections=args.section,
+                         level=args.level)
     if not args.quiet:
         print_details(results, args.show)
     written = write_outputs(run, args, previous)
@@ -178,7 +212,7 @@ def print_details(results, show: str | None) -> None:
     wanted = set(show.split(",")) if show else {FAIL, ERROR}
     for r in results:
         if r.status in wanted:
-            print(f"{r.status:<6} {r.host}  {r.control_id:<7} {r.title}" + (f" [{r.subject}]" if r.subject else ""))
+            print(f"{r.status:<6} {r.host}  {r.control_key:<24} {r.title}" + (f" [{r.subject}]" if r.subject else ""))
             for line in r.message.splitlines():
                 print(f"         {line}")
 
@@ -188,8 +222,11 @@ def summary(results, elapsed: float | None = None) -> str:
     lines = []
     scores = host_scores(results)
     width = max((len(h) for h in scores), default=4)
+    by_host: dict[str, list] = {}
+    for r in results:
+        by_host.setdefault(r.host, []).append(r)
     for host, s in scores.items():
-        c = counts(r for r in results if r.host == host)
+        c = counts(by_host.get(host, ()))
         lines.append(f"{host + ':':<{width + 1}} score {s.text():>5}  " + "  ".join(f"{st} {c[st]}" for st in STATUSES))
     total = counts(results)
     took = f", {elapsed:.1f}s" if elapsed is not None else ""
@@ -225,14 +262,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     from hardline.benchmarks.engine import verify_hosts
     from hardline.drift import DEFAULT_DEPLOY, Drift, junit_drift_suite, plan
-    from hardline.inventory import InventoryError, load_hosts
 
-    try:
-        hosts = load_hosts(args.inventory, args.limit)
-        previous = _load_previous(args.previous)
-    except (InventoryError, FileNotFoundError, ResultsFileError) as err:
-        print(f"hardline: {err}", file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return EXIT_USAGE
+    hosts, selection, previous = loaded
     started_at, started = _now(), time.monotonic()
     if not args.quiet:
         print(f"drift: pyinfra {args.inventory} {args.deploy or 'deploys/harden.py'} --dry on {len(hosts)} host(s) ...",
@@ -240,11 +274,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
     dry = plan(args.inventory, args.limit, args.deploy or DEFAULT_DEPLOY)
     if not args.quiet:
         print(f"drift: dry run done ({time.monotonic() - started:.0f}s); verifying ...", file=sys.stderr, flush=True)
-    results = verify_hosts(hosts, args.benchmark, args.parallel, args.section, _progress(args.quiet, len(hosts)))
+    results = verify_hosts(hosts, selection, args.parallel, _progress(args.quiet, len(hosts)))
     drift = Drift(dry, results, [h.name for h in hosts])
-    run = RunResults.new(results, started=started_at, duration=time.monotonic() - started, benchmark=args.benchmark,
-                         inventory=args.inventory, hosts=drift.hosts, command=["hardline", *args.argv],
-                         sections=args.section, label="drift")
+    run = RunResults.new(results, started=started_at, duration=time.monotonic() - started, inventory=args.inventory,
+                         hosts=drift.hosts, command=["hardline", *args.argv], sections=args.section,
+                         level=args.level, label="drift")
     run.meta["drift"] = drift.to_dict()
     if previous is not None:
         from hardline.results import compare
@@ -252,9 +286,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         newly = compare(previous, run).newly_failing
         run.meta["drift"]["newly_failing"] = sorted(f"{c.key[0]} {c.key[1]}" + (f" [{c.key[2]}]" if c.key[2] else "")
                                                     for c in newly)
-    written = write_outputs(run, args, previous)
-    if args.junit:
-        junit_drift_suite(drift, args.junit)
+    written = write_outputs(run, args, previous, junit_extra=(junit_drift_suite(drift),))
     print(drift.text())
     if previous is not None:
         newly = run.meta["drift"]["newly_failing"]
@@ -265,14 +297,58 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return drift.exit_code()
 
 
-def cmd_controls(args: argparse.Namespace) -> int:
-    from hardline.catalog import load_catalog
+DEPLOY_HELP = """\
+usage: hardline deploy INVENTORY [PYINFRA OPTIONS...]
 
-    catalog = load_catalog(args.benchmark)
-    print(f"{catalog.title} {catalog.version}: {len(catalog.controls)} controls")
-    for c in catalog.controls:
-        kind = c.kind or ("manual" if not c.automated else "-")
-        print(f"{c.id:<8} L{c.level} {c.assessment:<9} {kind:<14} {c.slug:<40} {c.title}")
+Harden the inventory's hosts: runs pyinfra with hardline's own deploy (the code of a checkout's
+deploys/harden.py, shipped in the package), so an installed hardline needs no checkout. Every
+option is pyinfra's own and passed through unchanged:
+
+  hardline deploy inventories/prod.py --dry          # what would change (nothing is changed)
+  hardline deploy inventories/prod.py -y             # harden without asking
+  hardline deploy inventories/prod.py --limit web1 --diff
+
+Inventory data is validated for every host before any operation (file, host and key named).
+Exit code: pyinfra's (0 success, non-zero when a host failed or the data was refused).
+"""
+
+
+def cmd_deploy(argv: list[str]) -> int:
+    """Replace this process with pyinfra running the packaged hardening deploy."""
+    import os
+
+    from hardline.drift import DEFAULT_DEPLOY
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(DEPLOY_HELP, end="")
+        return 0 if argv else EXIT_USAGE
+    inventory, options = argv[0], argv[1:]
+    if not Path(inventory).is_file() and not inventory.startswith("@"):
+        print(f"hardline: inventory file not found: {inventory}", file=sys.stderr)
+        return EXIT_USAGE
+    code = "import sys; from pyinfra_cli.main import main; sys.argv[0] = 'pyinfra'; sys.exit(main())"
+    os.execv(sys.executable, [sys.executable, "-c", code, *options, inventory, DEFAULT_DEPLOY])
+    return 0  # not reached
+
+
+def cmd_controls(args: argparse.Namespace) -> int:
+    from hardline.benchmarks.select import SelectionError
+    from hardline.catalog import all_catalogs
+
+    try:
+        selection = _selection(args)
+    except SelectionError as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    for catalog in all_catalogs():
+        if not selection.wants_catalog(catalog):
+            continue
+        controls = [c for c in catalog.controls if selection.wants(c) and (not args.role or args.role in c.roles)]
+        print(f"{catalog.title} {catalog.version} ({catalog.key}): {len(controls)} controls")
+        for c in controls:
+            kind = c.kind or ("manual" if not c.automated else "-")
+            roles = "cluster" if c.scope == "cluster" else ",".join(c.roles)
+            print(f"  {c.key:<30} L{c.level} {c.assessment:<9} {kind:<22} {roles:<20} {c.slug:<40} {c.title}")
     return 0
 
 
@@ -284,11 +360,27 @@ def cmd_variables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_k8s_manifest(args: argparse.Namespace) -> int:
+    from hardline.incluster import ManifestError, render
+
+    try:
+        text = render(args.image, args.namespace, args.cluster, args.reports_dir, args.interval)
+    except ManifestError as err:
+        print(f"hardline: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hardline",
         description="Harden container hosts with pyinfra and prove it with CIS benchmark checks.",
-        epilog="Deploy with: pyinfra INVENTORY deploys/harden.py  (--dry shows what would change)",
+        epilog="Harden with: hardline deploy INVENTORY (or, in a checkout: pyinfra INVENTORY deploys/harden.py); "
+        "--dry shows what would change.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = sub.add_parser("verify", help="check every host of a pyinfra inventory against a benchmark",
@@ -296,10 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "evaluate every control of the benchmark; expected values come from the same inventory "
                             "data the deploy uses.", epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.add_argument("inventory", help="pyinfra inventory file (group_data/ beside it is read too)")
-    verify.add_argument("--benchmark", default="cis-docker", help="benchmark catalog (default: %(default)s)")
+    _selection_args(verify)
     verify.add_argument("--junit", metavar="PATH", help="write JUnit XML (one testcase per host and control)")
     verify.add_argument("--limit", action="append", metavar="HOST", help="only this host or group (repeatable)")
-    verify.add_argument("--section", action="append", metavar="N", help="only this section, e.g. 2 or 1.1 (repeatable)")
     verify.add_argument("--parallel", type=int, default=16, help="hosts gathered at once (default: %(default)s)")
     verify.add_argument("--show", metavar="STATUSES", help=f"statuses to list in detail, comma separated "
                         f"(default: FAIL,ERROR; any of {','.join(STATUSES)})")
@@ -329,20 +420,46 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--limit", action="append", metavar="HOST", help="only this host or group (repeatable)")
     drift.add_argument("--deploy", help="deploy file to dry-run (default: hardline's own hardening deploy, "
                        "the code of deploys/harden.py)")
-    drift.add_argument("--section", action="append", metavar="N", help="verify only this section (repeatable); "
-                       "the dry run covers the whole deploy")
-    drift.add_argument("--benchmark", default="cis-docker", help="benchmark catalog (default: %(default)s)")
+    _selection_args(drift, " (the dry run covers the whole deploy)")
     drift.add_argument("--parallel", type=int, default=16, help="hosts verified at once (default: %(default)s)")
     drift.add_argument("--junit", metavar="PATH", help="write JUnit XML (controls, plus a drift testsuite per host)")
     _output_args(drift)
     drift.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     drift.set_defaults(func=cmd_drift)
-    controls = sub.add_parser("controls", help="list the controls of a benchmark catalog")
-    controls.add_argument("--benchmark", default="cis-docker")
+    controls = sub.add_parser("controls", help="list the controls of every benchmark (key, level, kind, roles, slug)",
+                              description="List the catalogs' controls: key (benchmark:version:id), level, "
+                              "automated/manual, kind, node roles (or cluster), slug and title.")
+    _selection_args(controls)
+    controls.add_argument("--role", choices=ROLES, help="only controls for this node role")
     controls.set_defaults(func=cmd_controls)
+    manifest = sub.add_parser("k8s-manifest", help="print the DaemonSets that verify every Kubernetes node from "
+                              "inside the cluster (hostPID, read-only host root, @chroot)",
+                              description="Render the in-cluster node verification (hardline/incluster.py): one "
+                              "DaemonSet for control-plane nodes, one for the others; each pod writes "
+                              "<reports-dir>/<node>.json and .xml on its node.")
+    manifest.add_argument("--image", required=True, help="an image with hardline installed (pip install hardline)")
+    manifest.add_argument("--namespace", default="hardline", help="namespace to create (default: %(default)s)")
+    manifest.add_argument("--cluster", default="kubernetes", help="k8s_cluster of the results (default: %(default)s)")
+    manifest.add_argument("--reports-dir", default="/var/log/hardline", help="node directory for the results "
+                          "(default: %(default)s)")
+    manifest.add_argument("--interval", type=int, default=86400, help="seconds between verifications; 0 = once, "
+                          "then exit (default: %(default)s)")
+    manifest.add_argument("-o", "--output", metavar="PATH", help="write the manifest here instead of stdout")
+    manifest.set_defaults(func=cmd_k8s_manifest)
     variables = sub.add_parser("variables", help="list every inventory variable with its type and default")
     variables.set_defaults(func=cmd_variables)
+    sub.add_parser("deploy", help="harden the inventory's hosts: pyinfra with hardline's packaged deploy "
+                   "(pyinfra options pass through, e.g. --dry)", add_help=False)
     return parser
+
+
+def _selection_args(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument("--benchmark", action="append", metavar="NAME[:VERSION]",
+                        help="only this benchmark, e.g. cis-docker or cis-kubernetes:1.20 (repeatable; default: every "
+                        "benchmark that applies to each host's roles)" + note)
+    parser.add_argument("--level", type=int, choices=(1, 2), help="CIS profile level: 1 = level-1 items only, "
+                        "2 = level 1 and 2 (default: all)")
+    parser.add_argument("--section", action="append", metavar="N", help="only this section, e.g. 2 or 1.1 (repeatable)")
 
 
 def _output_args(parser: argparse.ArgumentParser) -> None:
@@ -353,6 +470,8 @@ def _output_args(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["deploy"]:
+        return cmd_deploy(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     return args.func(args)

@@ -26,12 +26,13 @@ import re
 import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardline.results import ERROR, FAIL, Result
+from junit_xml import TestCase, TestSuite
+
+from hardline.results import ERROR, FAIL, Result, control_sort_key
 
 ROOT = Path(__file__).resolve().parent.parent  # on PYTHONPATH of the pyinfra child, for a checkout
 # the packaged deploy file (the same code as a checkout's deploys/harden.py)
@@ -194,12 +195,17 @@ class Drift:
         """Controls that do not pass (FAIL or ERROR), on one host or all."""
         return [r for r in self.results if r.status in (FAIL, ERROR) and (host is None or r.host == host)]
 
+    def differing(self, host: str | None = None) -> list[Result]:
+        """Passing controls whose value is not the inventory's (the deploy would change it back)."""
+        return [r for r in self.results if r.differs and (host is None or r.host == host)]
+
     def host_state(self, host: str) -> str:
         """"error", "drift" or "clean"."""
         if (host in self.plan.unplanned or host not in self.plan.planned
                 or any(r.status == ERROR for r in self.results if r.host == host)):
             return "error"
-        if self.plan.changes.get(host) or any(r.status == FAIL for r in self.results if r.host == host):
+        if (self.plan.changes.get(host) or self.differing(host)
+                or any(r.status == FAIL for r in self.results if r.host == host)):
             return "drift"
         return "clean"
 
@@ -211,7 +217,8 @@ class Drift:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.plan.to_dict(), "states": {h: self.host_state(h) for h in self.hosts},
-                "failing": {h: sorted({r.control_id for r in self.failing(h)}, key=_id_key) for h in self.hosts}}
+                "failing": {h: sorted({r.control_key for r in self.failing(h)}, key=control_sort_key) for h in self.hosts},
+                "differs": {h: sorted(f"{r.control_key}: {r.differs}" for r in self.differing(h)) for h in self.hosts}}
 
     def text(self) -> str:
         """The terminal report: per host, what would change and what no longer passes."""
@@ -227,35 +234,27 @@ class Drift:
             for name in self.plan.conditional.get(host, []) if self.plan.changes.get(host) else []:
                 lines.append(f"  may also run: {name}")
             for r in self.failing(host):
-                what = f"{r.control_id} {r.title}" + (f" [{r.subject}]" if r.subject else "")
+                what = f"{r.control_key} {r.title}" + (f" [{r.subject}]" if r.subject else "")
                 lines.append(f"  {r.status.lower():<5} {what}" + (f": {r.found}" if r.found else ""))
+            for r in self.differing(host):
+                lines.append(f"  differs {r.control_key}: {r.differs[0].lower() + r.differs[1:]}")
         for diff in self.plan.diffs:
             lines.append("")
             lines += diff.splitlines()
         return "\n".join(lines)
 
 
-def _id_key(control_id: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else -1 for p in re.split(r"[.-]", control_id))
-
-
-def junit_drift_suite(drift: Drift, path: str | Path) -> None:
-    """Append a "drift" testsuite to a JUnit file: one testcase per host, failing with the
-    operations that would change."""
-    tree = ET.parse(path)
-    root = tree.getroot()
-    changed = [h for h in drift.hosts if drift.plan.changes.get(h)]
-    unplanned = [h for h in drift.hosts if h not in drift.plan.planned]
-    suite = ET.SubElement(root, "testsuite", name="drift (pyinfra dry run)", tests=str(len(drift.hosts)),
-                          failures=str(len(changed)), errors=str(len(unplanned)), skipped="0", time="0")
+def junit_drift_suite(drift: Drift) -> TestSuite:
+    """The "drift" JUnit testsuite (written by ``hardline.junit`` beside the controls' suites):
+    one testcase per host, failing with the operations that would change, an error when the host
+    could not be planned."""
+    cases = []
     for host in drift.hosts:
-        case = ET.SubElement(suite, "testcase", name=f"deploy would change nothing on {host}",
-                             classname=f"drift.{host}", time="0")
-        if host in unplanned:
-            ET.SubElement(case, "error", message="could not be planned", type="ERROR").text = drift.plan.output[-2000:]
+        case = TestCase(f"deploy would change nothing on {host}", classname=f"drift.{host}")
+        if host not in drift.plan.planned:
+            case.add_error_info("could not be planned", drift.plan.output[-2000:], "ERROR")
         elif drift.plan.changes.get(host):
             ops = drift.plan.changes[host]
-            ET.SubElement(case, "failure", message=f"{len(ops)} operation(s) would change",
-                          type="DRIFT").text = "\n".join(ops)
-    ET.indent(root)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+            case.add_failure_info(f"{len(ops)} operation(s) would change", "\n".join(ops), "DRIFT")
+        cases.append(case)
+    return TestSuite("drift (pyinfra dry run)", cases)

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import os
+import fnmatch
 import pickle
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from hardline.catalog import Catalog, defaults, load_catalog, tunables
+from hardline import validate
+from hardline.catalog import ROLES, Catalog, Control, available, defaults, load_catalog, tunables
+from hardline.inventory_k8s import k8s_contradictions
 
 # Keys in these namespaces belong to hardline: an unknown one is a typo, not someone else's data.
 OWN_PREFIXES = ("docker_", "containerd_", "sysctl_", "auditd_", "hardline_", "kernel_", "apparmor_", "selinux_",
-                "cgroup_", "platform_")
+                "cgroup_", "platform_", "k8s_", "apiserver_", "controller_manager_", "scheduler_", "etcd_", "kubelet_")
 # pyinfra's @docker connector uses these data keys; they are not ours.
 FOREIGN_KEYS = {"docker_identifier", "docker_platform", "docker_architecture"}
 
@@ -51,6 +51,9 @@ LOG_DRIVER_OPTS: dict[str, set[str]] = {
                "splunk-verify-connection", "splunk-gzip", "splunk-gzip-level"},
     "none": set(),
 }
+# ausearch -ts keywords (dates would depend on the host's locale)
+AUSEARCH_STARTS = ("", "recent", "this-hour", "boot", "today", "yesterday", "this-week", "week-ago", "this-month",
+                   "this-year")
 NON_CENTRAL_LOG_DRIVERS = {"json-file", "local", "none"}
 ULIMIT_NAMES = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
                 "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"}
@@ -81,9 +84,14 @@ class InventoryError(Exception):
         super().__init__("\n".join(lines))
 
 
+# Inventory groups that give their hosts a node role (hostdata hardline_roles adds more).
+GROUP_ROLES = {"docker_hosts": "docker", "k8s_control_plane": "k8s_control_plane", "k8s_etcd": "k8s_etcd",
+               "k8s_workers": "k8s_worker"}
+
+
 @dataclass(frozen=True)
 class Waiver:
-    control_id: str
+    control_key: str  # benchmark:version:id
     reason: str
     approved_by: str = ""
     expires: dt.date | None = None
@@ -100,7 +108,13 @@ class HostConfig:
     groups: list[str]
     data: dict[str, Any]  # every tunable: host > group > defaults
     connection: dict[str, Any] = field(default_factory=dict)  # ssh_* and other non-hardline data
-    waivers: dict[str, Waiver] = field(default_factory=dict)  # by control id
+    waivers: dict[str, Waiver] = field(default_factory=dict)  # by control key (benchmark:version:id)
+    roles: tuple[str, ...] = ()
+    error: InventoryError | None = None  # invalid data: every control of the host is ERROR
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
 
 
 # ---------------------------------------------------------------------------------------- types
@@ -108,6 +122,8 @@ class HostConfig:
 
 def _type_error(kind: str, value: Any) -> str | None:
     """Why ``value`` is not of tunable type ``kind`` (None if it is)."""
+    if validate.knows(kind):  # names, paths, units...: hardline/validate.py
+        return validate.type_error(kind, value)
     if kind == "bool":
         return None if isinstance(value, bool) else "must be true or false"
     if kind == "int":
@@ -154,13 +170,43 @@ def _sysctls_error(value: Any) -> str | None:
             return f"{key!r} is not a sysctl name (like net.ipv4.tcp_syncookies)"
         if isinstance(val, bool) or not isinstance(val, (int, str)):
             return f"{key}: value must be an integer or a string"
+        if isinstance(val, str) and validate.scalar_error("sysctl_value", val):
+            return f"{key}: {validate.scalar_error('sysctl_value', val)}"
     return None
 
 
 # ------------------------------------------------------------------------------------ checking
 
 
-def _parse_waivers(value: list, catalog: Catalog, add) -> dict[str, Waiver]:
+def host_roles(groups: Iterable[str], data: dict[str, Any]) -> tuple[str, ...]:
+    """Node roles from the host's inventory groups and its hardline_roles data."""
+    roles = {GROUP_ROLES[g] for g in groups if g in GROUP_ROLES}
+    extra = data.get("hardline_roles")
+    if isinstance(extra, list):
+        roles |= {r for r in extra if isinstance(r, str)}
+    return tuple(r for r in ROLES if r in roles) + tuple(sorted(roles - set(ROLES)))
+
+
+def applicable_catalogs(roles: Iterable[str], versions: dict[str, str] | None = None) -> list[Catalog]:
+    """Every benchmark version with a control for one of these roles; a version pinned in
+    hardline_benchmark_versions leaves the others of that benchmark out."""
+    roles = set(roles)
+    pinned = {b: v for b, v in (versions or {}).items() if v and v != "auto"}
+    return [cat for b, vs in available().items() for v in vs
+            if (b not in pinned or pinned[b] == v)
+            for cat in [load_catalog(b, v)] if any(c.applies_to(roles) for c in cat.controls)]
+
+
+def resolve_control(ref: str, catalogs: list[Catalog]) -> tuple[Control | None, list[str]]:
+    """A control by qualified key, or by bare id or slug when exactly one of ``catalogs`` has
+    it; else (None, the candidate keys)."""
+    found = {c.key: c for cat in catalogs for c in [cat.get(ref)] if c is not None}
+    if len(found) == 1:
+        return next(iter(found.values())), []
+    return None, sorted(found)
+
+
+def _parse_waivers(value: list, catalogs: list[Catalog], add) -> dict[str, Waiver]:
     waivers: dict[str, Waiver] = {}
     for i, entry in enumerate(value):
         key = f"hardline_waivers[{i}]"
@@ -170,12 +216,17 @@ def _parse_waivers(value: list, catalog: Catalog, add) -> dict[str, Waiver]:
         unknown = set(entry) - WAIVER_KEYS
         if unknown:
             add(key, f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(WAIVER_KEYS))}")
-        control = catalog.get(str(entry.get("id", "")))
+        ref = str(entry.get("id", ""))
+        control, candidates = resolve_control(ref, catalogs)
         if control is None:
-            add(key, f"unknown control id {entry.get('id')!r} in {catalog.title} {catalog.version}")
+            if candidates:
+                add(key, f"id {ref!r} is ambiguous for this host: it names {', '.join(candidates)}; write the full key")
+            else:
+                known = ", ".join(c.key for c in catalogs) or "none (the host has no role)"
+                add(key, f"unknown control id {ref!r} in the benchmarks that apply to this host ({known})")
             continue
         if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
-            add(key, f"waiver of {control.id} needs a reason")
+            add(key, f"waiver of {control.key} needs a reason")
             continue
         expires = entry.get("expires")
         if expires is not None and not isinstance(expires, dt.date):
@@ -184,14 +235,24 @@ def _parse_waivers(value: list, catalog: Catalog, add) -> dict[str, Waiver]:
             except ValueError:
                 add(key, f"expires {expires!r} is not a date (YYYY-MM-DD)")
                 continue
-        if control.id in waivers:
-            add(key, f"{control.id} is waived twice")
-        waivers[control.id] = Waiver(control.id, entry["reason"].strip(), str(entry.get("approved_by", "")), expires)
+        if control.key in waivers:
+            add(key, f"{control.key} is waived twice")
+        waivers[control.key] = Waiver(control.key, entry["reason"].strip(), str(entry.get("approved_by", "")), expires)
     return waivers
 
 
-def _contradictions(data: dict[str, Any], waived: set[str], catalog: Catalog, add) -> None:
+def _contradictions(data: dict[str, Any], waived: set[str], roles: tuple[str, ...], add) -> None:
     """Settings that cannot all hold: refuse them rather than deploy a broken or failing state."""
+    if "docker" in roles:
+        _docker_contradictions(data, waived, add)
+    _platform_contradictions(data, add)
+    k8s_contradictions(data, roles, add)
+
+
+def _docker_contradictions(data: dict[str, Any], waived: set[str], add) -> None:
+    """CIS Docker settings that contradict each other or the benchmark (unless waived)."""
+    catalog = load_catalog("cis-docker")
+    waived = {catalog.get(k).id for k in waived if k.startswith(catalog.key + ":") and catalog.get(k)}
     driver, opts = data["docker_log_driver"], data["docker_log_opts"]
     if driver not in LOG_DRIVER_OPTS:
         add("docker_log_driver", f"unknown log driver {driver!r} (known: {', '.join(sorted(LOG_DRIVER_OPTS))})")
@@ -212,7 +273,6 @@ def _contradictions(data: dict[str, Any], waived: set[str], catalog: Catalog, ad
         add("docker_daemon_extra", f"sets {key!r}, which hardline manages from its own variables")
     if str(data["sysctl_settings"].get("net.ipv4.ip_forward", 1)) == "0":
         add("sysctl_settings", "net.ipv4.ip_forward=0 breaks Docker's bridge networking on a Docker host")
-    _platform_contradictions(data, add)
 
 
 # What a deploy must never remove or mask: it would cut the deploying connection (sshd), the
@@ -248,6 +308,11 @@ def _platform_contradictions(data: dict[str, Any], add) -> None:
         if PROTECTED_UNITS.match(unit):
             add("platform_services_masked", f"refusing to mask {unit!r}: it would cut the deploying SSH connection, "
                 "stop the container engine or a core system service")
+    if data["auditd_exec_search_start"] not in AUSEARCH_STARTS:
+        add("auditd_exec_search_start", f"must be empty or one of {', '.join(AUSEARCH_STARTS[1:])}, "
+            f"got {data['auditd_exec_search_start']!r}")
+    if data["hardline_docker_client"] not in ("auto", "api", "cli"):
+        add("hardline_docker_client", f"must be auto, api or cli, got {data['hardline_docker_client']!r}")
     lsm = data["hardline_lsm"]
     if lsm not in LSMS:
         add("hardline_lsm", f"must be one of {', '.join(LSMS)}, got {lsm!r}")
@@ -291,14 +356,12 @@ def check_host(
     groups: Iterable[str],
     sources: list[tuple[str, dict[str, Any]]],
     merged: dict[str, Any],
-    catalog: Catalog | None = None,
 ) -> HostConfig:
-    """Validate one host's inventory data and resolve its tunables.
+    """Validate one host's inventory data and resolve its tunables and roles.
 
     ``sources`` are (file, raw data) pairs in the order pyinfra layers them (lowest first) and
     ``merged`` is the host's data after pyinfra's precedence. Raises InventoryError.
     """
-    catalog = catalog or load_catalog()
     specs = tunables()
     problems: list[Problem] = []
     origin: dict[str, str] = {}
@@ -324,13 +387,30 @@ def check_host(
 
     data = defaults()
     data.update({k: merged[k] for k in specs if merged.get(k) is not None})
-    waivers = _parse_waivers(data["hardline_waivers"], catalog, add)
-    active_waivers = {cid for cid, w in waivers.items() if not w.expired()}
-    _contradictions(data, active_waivers, catalog, add)
+    roles = host_roles(groups, data)
+    unknown_roles = sorted(set(roles) - set(ROLES))
+    if unknown_roles:
+        add("hardline_roles", f"unknown role(s) {', '.join(unknown_roles)} (known: {', '.join(ROLES)})")
+    elif not roles:  # named where the host is defined: the inventory file
+        where = next((s for s, _ in reversed(sources) if s != "--data override"), "inventory")
+        problems.append(Problem(origin.get("hardline_roles", where), name, "hardline_roles",
+                                f"the host has no role: put it in one of the groups {', '.join(GROUP_ROLES)}, "
+                                "or set hardline_roles"))
+    for benchmark, version in data["hardline_benchmark_versions"].items():
+        if benchmark not in available():
+            add("hardline_benchmark_versions", f"unknown benchmark {benchmark!r} (known: {', '.join(available())})")
+        elif version != "auto" and version not in available()[benchmark]:
+            add("hardline_benchmark_versions", f"{benchmark} has no version {version!r} "
+                f"(known: {', '.join(available()[benchmark])}, or auto)")
+    if problems:
+        raise InventoryError(problems)
+    waivers = _parse_waivers(data["hardline_waivers"], applicable_catalogs(roles, data["hardline_benchmark_versions"]), add)
+    active_waivers = {key for key, w in waivers.items() if not w.expired()}
+    _contradictions(data, active_waivers, roles, add)
     if problems:
         raise InventoryError(problems)
     connection = {k: v for k, v in merged.items() if k not in specs}
-    return HostConfig(name, sorted(groups), data, connection, waivers)
+    return HostConfig(name, sorted(groups), data, connection, waivers, roles)
 
 
 # ----------------------------------------------------------------------------- pyinfra adapter
@@ -372,8 +452,8 @@ def _picklable(value: Any) -> Any:
 def read_inventory(inventory_file: str, cwd: str) -> list[tuple[str, list[str], list, dict[str, Any]]]:
     """(name, groups, source layers, merged data) of every host, through pyinfra's own loader.
 
-    Runs in a child process (see load_hosts): importing pyinfra_cli monkey-patches the standard
-    library for gevent, which deadlocks a process that already runs threads.
+    Runs in the pyinfra child process (hardline.worker): importing pyinfra_cli monkey-patches the
+    standard library for gevent, which deadlocks a process that already runs threads.
     """
     # pyinfra_cli is not a stable API: pyinfra is pinned and tests/test_inventory.py covers this.
     from pyinfra.api import State
@@ -390,38 +470,44 @@ def read_inventory(inventory_file: str, cwd: str) -> list[tuple[str, list[str], 
 
 
 def _read_inventory_isolated(inventory_file: str) -> list:
-    code = ("import pickle, sys\nfrom hardline.inventory import read_inventory\n"
-            "sys.stdout.buffer.write(pickle.dumps(read_inventory(sys.argv[1], sys.argv[2])))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                                         os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code, inventory_file, str(Path.cwd())], capture_output=True,
-                          env=env, stdin=subprocess.DEVNULL, timeout=300)
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise InventoryError([Problem(inventory_file, "-", "inventory",
-                                      f"pyinfra could not load it: {err[-1] if err else 'exit ' + str(proc.returncode)}")])
-    return pickle.loads(proc.stdout)
+    """read_inventory in the pyinfra child process (hardline.worker), which the gathering then
+    reuses: pyinfra is imported once per hardline process, never in the caller."""
+    from hardline import worker
+
+    request = {"op": "inventory", "file": inventory_file, "cwd": str(Path.cwd())}
+    try:
+        with worker.conversation(request) as receive:
+            kind, answer = receive()
+    except worker.WorkerDied as died:
+        kind, answer = "error", str(died)
+    if kind == "error":
+        raise InventoryError([Problem(inventory_file, "-", "inventory", f"pyinfra could not load it: {answer}")])
+    return answer
 
 
 def load_hosts(inventory_file: str, limit: Iterable[str] | None = None) -> list[HostConfig]:
     """Load a pyinfra inventory file (with its group_data) and validate every host.
 
-    ``limit`` keeps hosts whose name or one of whose groups is listed (like pyinfra --limit).
-    Raises InventoryError (all hosts' problems together) or FileNotFoundError.
+    ``limit`` keeps hosts in one of the listed groups or whose name matches one of them, as a
+    glob (like pyinfra --limit: ``web-*``). A
+    host whose data is invalid is returned with ``error`` set (its controls are ERROR, the other
+    hosts are verified). Raises InventoryError when the inventory itself cannot be used, or
+    FileNotFoundError.
     """
     if not Path(inventory_file).is_file():
         raise FileNotFoundError(f"inventory file not found: {inventory_file}")
     wanted = set(limit or ())
-    hosts, problems = [], []
+    hosts = []
     for name, groups, sources, merged in _read_inventory_isolated(inventory_file):
-        if wanted and name not in wanted and not wanted & set(groups):
+        if wanted and not wanted & set(groups) and not any(fnmatch.fnmatch(name, w) for w in wanted):
             continue
         try:
             hosts.append(check_host(name, groups, sources, merged))
         except InventoryError as err:
-            problems += err.problems
-    if problems:
-        raise InventoryError(problems)
+            data = {k: v for k, v in merged.items() if k in tunables()}
+            hosts.append(HostConfig(name, sorted(groups), {**defaults(), **data},
+                                    {k: v for k, v in merged.items() if k not in tunables()},
+                                    roles=tuple(r for r in host_roles(groups, data) if r in ROLES), error=err))
     if not hosts and not wanted:
         raise InventoryError([Problem(inventory_file, "-", "hosts", "the inventory defines no host")])
     if wanted and not hosts:

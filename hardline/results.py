@@ -10,9 +10,10 @@ Score (see README "Score"): per host, each control counts once (its subjects fol
 status). score = 100 * PASS / (PASS + FAIL + ERROR). SKIP, MANUAL and WAIVED are left out of
 both sides; ERROR counts against the score (an unverified control is never a pass); an expired
 waiver reports the control's own status (FAIL, ...) and so counts again.
-JUnit mapping: PASS -> passed testcase, FAIL -> <failure> (expected vs found), ERROR -> <error>,
-SKIP/MANUAL/WAIVED -> <skipped> with the reason. Every testcase carries the properties
-cis_id, slug, level, automated, section, host and status.
+JUnit: ``hardline.junit`` (the one writer for verify, report and drift).
+
+Identity: a result is about (host, control key ``benchmark:version:id``, subject); comparisons
+and merges use that key, so CIS Docker 1.1.1 and CIS Kubernetes 1.1.1 never meet.
 
 Exit codes: 0 every control passed (or was skipped, manual or waived), 1 some failed,
 2 some could not be verified (errors win over failures: an unverified host is worse than a
@@ -27,9 +28,8 @@ import hashlib
 import json
 import re
 import uuid
-import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -37,9 +37,20 @@ PASS, FAIL, ERROR, SKIP, MANUAL, WAIVED = "PASS", "FAIL", "ERROR", "SKIP", "MANU
 STATUSES = (PASS, FAIL, ERROR, SKIP, MANUAL, WAIVED)
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_BELOW_GATE = 0, 1, 2, 3
 SCORED = (PASS, FAIL, ERROR)  # statuses in the score's denominator
-# Folding a control's per-subject results into one status: the first one present wins.
+# THE status order, used wherever statuses fold into one (a control's subjects, a pytest case,
+# the score): the first one present wins. WAIVED ranks above PASS: a control some of whose
+# subjects failed and were waived is a waived control, not a passing one.
 WORST_FIRST = (ERROR, FAIL, WAIVED, PASS, MANUAL, SKIP)
-JSON_FORMAT = "hardline-results/1"
+JSON_FORMAT = "hardline-results/2"
+READABLE_FORMATS = ("hardline-results/1", JSON_FORMAT)
+
+
+def fold(statuses: Iterable[str]) -> str:
+    """One status for several (a control's subjects): the worst in WORST_FIRST order."""
+    present = set(statuses)
+    if not present:
+        raise ValueError("no status to fold")
+    return next(s for s in WORST_FIRST if s in present)
 
 
 @dataclass
@@ -51,6 +62,7 @@ class Verdict:
     found: str = ""
     evidence: list[str] = field(default_factory=list)
     subject: str = ""  # what the verdict is about when a control has several (e.g. "container web (nginx:1.25)")
+    differs: str = ""  # PASS with another value than the inventory's: "differs from inventory: ..."
 
     @property
     def message(self) -> str:
@@ -82,6 +94,13 @@ class Result:
     waiver: dict | None = None
     duration: float = 0.0
     subject: str = ""
+    benchmark_version: str = ""
+    differs: str = ""  # the host meets the requirement with another value than the inventory's
+
+    @property
+    def control_key(self) -> str:
+        """``benchmark:version:id``."""
+        return f"{self.benchmark}:{self.benchmark_version}:{self.control_id}"
 
     @property
     def name(self) -> str:
@@ -92,17 +111,32 @@ class Result:
         return Verdict(self.status, self.expected, self.found, self.evidence).message
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict (its lists and dicts copied: dataclasses.asdict deep-copies
+        every value, which costs more than the whole check for 30,000 results)."""
+        out = {name: self.__dict__[name] for name in _RESULT_FIELDS}
+        out["evidence"] = list(self.evidence)
+        out["waiver"] = dict(self.waiver) if self.waiver is not None else None
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Result":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        result = cls(**{k: v for k, v in raw.items() if k in known})
+        if not result.benchmark_version and result.benchmark == "cis-docker":
+            # hardline-results/1 had one benchmark, CIS Docker 1.6.0, whose HL- controls are now
+            # the hardline-platform benchmark
+            result.benchmark_version = "1.6.0"
+            if result.control_id.startswith("HL-"):
+                result.benchmark, result.benchmark_version = "hardline-platform", "1"
+        return result
 
     @property
     def key(self) -> tuple[str, str, str]:
-        """Identity across runs: host, control id, subject."""
-        return (self.host, self.control_id, self.subject)
+        """Identity across runs: host, control key, subject."""
+        return (self.host, self.control_key, self.subject)
+
+
+_RESULT_FIELDS = tuple(f.name for f in fields(Result))
 
 
 def exit_code(results: list[Result]) -> int:
@@ -115,9 +149,17 @@ def exit_code(results: list[Result]) -> int:
 
 
 def control_sort_key(control_id: str) -> tuple:
-    """Natural order of control ids: 1.1.2 < 1.1.10 < 2.1; hardline's own HL controls last."""
+    """Natural order of control ids: 1.1.2 < 1.1.10 < 2.1; hardline's own HL controls last.
+    A qualified key sorts by benchmark and version first."""
+    if control_id.count(":") == 2:
+        benchmark, version, control_id = control_id.split(":")
+        return (benchmark == "hardline-platform", benchmark, version) + control_sort_key(control_id)
     own = control_id.startswith("HL")
     return (own,) + tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.-]", control_id.removeprefix("HL-")))
+
+
+def result_sort_key(r: "Result") -> tuple:
+    return (r.host, control_sort_key(r.control_key), r.subject)
 
 
 def counts(results: Iterable[Result]) -> Counter:
@@ -128,11 +170,11 @@ def counts(results: Iterable[Result]) -> Counter:
 
 
 def control_statuses(results: Iterable[Result]) -> dict[tuple[str, str], str]:
-    """One status per (host, control id): the worst of its subjects' statuses."""
-    seen: dict[tuple[str, str], set[str]] = {}
-    for r in results:
-        seen.setdefault((r.host, r.control_id), set()).add(r.status)
-    return {key: next(s for s in WORST_FIRST if s in statuses) for key, statuses in seen.items()}
+    """One status per (host, control key): the worst of its subjects' statuses."""
+    seen: dict[tuple[str, str, str, str], set[str]] = {}
+    for r in results:  # keyed by the key's parts: no string built per result
+        seen.setdefault((r.host, r.benchmark, r.benchmark_version, r.control_id), set()).add(r.status)
+    return {(host, f"{b}:{v}:{cid}"): fold(statuses) for (host, b, v, cid), statuses in seen.items()}
 
 
 @dataclass(frozen=True)
@@ -234,24 +276,24 @@ def _now() -> str:
 @dataclass
 class RunResults:
     """One run: metadata plus results. ``meta`` keys: id, started, finished, duration,
-    hardline_version, benchmark {id, title, version}, inventory {path, sha256, files}, hosts,
-    command, sections (filter, or null), label."""
+    hardline_version, benchmarks [{id, title, version}] (every benchmark version in the run),
+    benchmark (the one benchmark, or a summary of several), inventory {path, sha256, files},
+    hosts, command, sections (filter, or null), level (filter, or null), label."""
 
     meta: dict[str, Any]
     results: list[Result]
 
     @classmethod
     def new(cls, results: list[Result], *, started: str, finished: str | None = None, duration: float = 0.0,
-            benchmark: str = "cis-docker", inventory: str | Path | None = None, hosts: list[str] | None = None,
-            command: list[str] | None = None, sections: list[str] | None = None, label: str = "") -> "RunResults":
+            inventory: str | Path | None = None, hosts: list[str] | None = None, command: list[str] | None = None,
+            sections: list[str] | None = None, level: int | None = None, label: str = "") -> "RunResults":
         from hardline import __version__
-        from hardline.catalog import load_catalog
 
-        catalog = load_catalog(benchmark)
+        benchmarks = benchmarks_of(results)
         meta = {
             "id": uuid.uuid4().hex[:12], "label": label, "started": started, "finished": finished or _now(),
             "duration": round(duration, 3), "hardline_version": __version__,
-            "benchmark": {"id": catalog.benchmark, "title": catalog.title, "version": catalog.version},
+            "benchmarks": benchmarks, "benchmark": summary_benchmark(benchmarks), "level": level,
             "inventory": inventory_fingerprint(inventory) if inventory else None,
             "hosts": hosts if hosts is not None else sorted({r.host for r in results}),
             "command": command, "sections": sections,
@@ -266,10 +308,39 @@ class RunResults:
                 "results": [r.to_dict() for r in self.results]}
 
 
+def benchmarks_of(results: Iterable[Result]) -> list[dict[str, str]]:
+    """{id, title, version} of every benchmark version the results are about."""
+    from hardline.catalog import CatalogError, load_catalog
+
+    found = []
+    for benchmark, version in sorted({(r.benchmark, r.benchmark_version) for r in results}):
+        try:
+            title = load_catalog(benchmark, version).title
+        except CatalogError:  # results of a benchmark version this hardline does not ship
+            title = benchmark
+        found.append({"id": benchmark, "title": title, "version": version})
+    return found
+
+
+def summary_benchmark(benchmarks: list[dict[str, str]]) -> dict[str, str]:
+    """The run's benchmark for one-line displays: the only one, or all of them joined."""
+    if len(benchmarks) == 1:
+        return dict(benchmarks[0])
+    return {"id": "+".join(b["id"] for b in benchmarks) or "none",
+            "title": " / ".join(f"{b['title']} {b['version']}" for b in benchmarks), "version": ""}
+
+
 def write_json(run: RunResults, path: str | Path) -> Path:
+    """The run as JSON: metadata and summary indented, then one result per line (json's C
+    encoder writes those; with indentation it would not, and 50 hosts x 20 containers are
+    30,000 results)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run.to_dict(), indent=1, sort_keys=False) + "\n")
+    doc = run.to_dict()
+    results = doc.pop("results")
+    head = json.dumps(doc, indent=1, sort_keys=False)
+    lines = ",\n".join(json.dumps(r, sort_keys=False) for r in results)
+    path.write_text(head[:-2] + ',\n "results": [\n' + lines + ("\n ]\n}\n" if lines else "]\n}\n"))
     return path
 
 
@@ -282,38 +353,42 @@ def load_json(path: str | Path) -> RunResults:
         raw = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise ResultsFileError(f"{path}: cannot read results: {err}") from None
-    if not isinstance(raw, dict) or raw.get("format") != JSON_FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in READABLE_FORMATS:
         raise ResultsFileError(f"{path}: not a hardline results file (format {JSON_FORMAT})")
     try:
-        return RunResults(dict(raw["run"]), [Result.from_dict(r) for r in raw["results"]])
+        run = RunResults(dict(raw["run"]), [Result.from_dict(r) for r in raw["results"]])
     except (KeyError, TypeError) as err:
         raise ResultsFileError(f"{path}: malformed results: {err}") from None
+    run.meta.setdefault("benchmarks", benchmarks_of(run.results))
+    return run
 
 
 def merge_runs(runs: list[RunResults]) -> RunResults:
-    """Several runs as one result set: for each host, the results of the latest run that has it
-    (so runs over different hosts add up, and a re-run of a host replaces its older results)."""
+    """Several runs as one result set: for each (host, benchmark), the results of the latest run
+    that has it. Runs over different hosts add up, a Docker run and a Kubernetes run of the same
+    host both stay, and a re-run of a host's benchmark replaces its older results."""
     if len(runs) == 1:
         return runs[0]
     ordered = sorted(runs, key=lambda r: r.meta.get("started") or "")
-    owner: dict[str, int] = {}
+    owner: dict[tuple[str, str], int] = {}
     for i, run in enumerate(ordered):
-        for host in {r.host for r in run.results}:
-            owner[host] = i
-    results = [r for i, run in enumerate(ordered) for r in run.results if owner[r.host] == i]
-    benchmarks = {json.dumps(r.meta.get("benchmark"), sort_keys=True) for r in ordered}
+        for pair in {(r.host, r.benchmark) for r in run.results}:
+            owner[pair] = i
+    results = [r for i, run in enumerate(ordered) for r in run.results if owner[(r.host, r.benchmark)] == i]
     inventories = {(r.meta.get("inventory") or {}).get("sha256") for r in ordered}
+    benchmarks = benchmarks_of(results)
+    hosts = sorted({h for h, _ in owner})
     meta = {
         "id": "+".join(str(r.meta.get("id")) for r in ordered), "label": "merged",
         "started": ordered[0].meta.get("started"), "finished": ordered[-1].meta.get("finished"),
         "duration": sum(r.meta.get("duration") or 0 for r in ordered),
         "hardline_version": ", ".join(sorted({str(r.meta.get("hardline_version")) for r in ordered})),
-        "benchmark": ordered[-1].meta.get("benchmark") if len(benchmarks) == 1 else
-        {"id": "mixed", "title": " / ".join(sorted(benchmarks)), "version": "mixed"},
+        "benchmarks": benchmarks, "benchmark": summary_benchmark(benchmarks),
         "inventory": ordered[-1].meta.get("inventory") if len(inventories) == 1 else None,
-        "hosts": sorted(owner), "command": None, "sections": None,
+        "hosts": hosts, "command": None, "sections": None,
         "runs": [{k: r.meta.get(k) for k in ("id", "label", "started", "finished", "hardline_version", "inventory",
-                                            "hosts", "benchmark")} | {"hosts_used": sorted(h for h, i in owner.items() if i == n)}
+                                            "hosts", "benchmarks")}
+                 | {"hosts_used": sorted({h for (h, _), i in owner.items() if i == n})}
                  for n, r in enumerate(ordered)],
     }
     return RunResults(meta, results)
@@ -371,55 +446,3 @@ def compare(previous: RunResults, current: RunResults) -> Comparison:
     return Comparison(newly, fixed, other, host_scores(prev_results), host_scores(current.results),
                       score(prev_results), score(current.results), previous.meta)
 
-
-def write_junit(results: list[Result], path: str | Path, suite_name: str = "hardline",
-                meta: dict[str, Any] | None = None) -> Path:
-    """Write JUnit XML: one <testsuite> per host, one <testcase> per control.
-
-    junit-xml (the package) cannot attach properties to a testcase, which Jenkins and GitLab
-    show per test, so the XML is built with ElementTree.
-    """
-    root = ET.Element("testsuites", name=suite_name)
-    run_props = {}
-    if meta:
-        run_props = {"run_id": meta.get("id"), "hardline_version": meta.get("hardline_version"),
-                     "benchmark_version": (meta.get("benchmark") or {}).get("version"),
-                     "inventory_sha256": (meta.get("inventory") or {}).get("sha256")}
-    host_score = host_scores(results)
-    by_host: dict[str, list[Result]] = {}
-    for r in results:
-        by_host.setdefault(r.host, []).append(r)
-    for host, host_results in by_host.items():
-        c = counts(host_results)
-        suite = ET.SubElement(
-            root, "testsuite", name=f"{host_results[0].benchmark} on {host}", tests=str(len(host_results)),
-            failures=str(c[FAIL]), errors=str(c[ERROR]), skipped=str(c[SKIP] + c[MANUAL] + c[WAIVED]),
-            time=f"{sum(r.duration for r in host_results):.3f}", timestamp=dt.datetime.now().isoformat(timespec="seconds"),
-            hostname=host,
-        )
-        suite_props = ET.SubElement(suite, "properties")
-        for key, value in {**run_props, "score": host_score[host].text()}.items():
-            if value is not None:
-                ET.SubElement(suite_props, "property", name=key, value=str(value))
-        for r in host_results:
-            case = ET.SubElement(suite, "testcase", name=r.name,
-                                 classname=f"{r.benchmark}.{host}.section-{r.section}", time=f"{r.duration:.3f}")
-            props = ET.SubElement(case, "properties")
-            for key, value in (("cis_id", r.control_id), ("slug", r.slug), ("level", r.level),
-                               ("automated", str(r.automated).lower()), ("section", r.section),
-                               ("host", host), ("status", r.status)) + ((("subject", r.subject),) if r.subject else ()):
-                ET.SubElement(props, "property", name=key, value=str(value))
-            if r.status == FAIL:
-                ET.SubElement(case, "failure", message=(r.found or "failed")[:500], type="FAIL").text = \
-                    r.message + (f"\nremediation: {r.remediation}" if r.remediation else "")
-            elif r.status == ERROR:
-                ET.SubElement(case, "error", message=(r.found or "error")[:500], type="ERROR").text = r.message
-            elif r.status in (SKIP, MANUAL, WAIVED):
-                ET.SubElement(case, "skipped", message=f"{r.status}: {r.message}"[:1000])
-            if r.message and r.status not in (FAIL, ERROR):
-                ET.SubElement(case, "system-out").text = r.message
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.indent(root)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
-    return path

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from hardline.results import FAIL, PASS, STATUSES, RunResults, counts, exit_code, score, write_json, write_junit
+from hardline.junit import write_junit
+from hardline.results import FAIL, PASS, STATUSES, RunResults, counts, exit_code, score, write_json
 from lab import qemu
 from lab.common import ROOT, LabError
 from lab.deploy import run_pyinfra

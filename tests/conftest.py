@@ -1,7 +1,7 @@
-"""Project tests. Real targets: dockerd instances, sshd, the QEMU lab VM (marker `lab`) and the
-Vagrant lab (markers `lab` and `vagrant`)."""
+"""Project tests. Real targets: dockerd instances, sshd, Kubernetes nodes (marker `k8s`), the QEMU
+lab VM (marker `lab`) and the Vagrant lab (markers `lab` and `vagrant`)."""
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.labs"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.labs", "tests.support.k8s.fixtures"]
 
 
 def _lab_rank(item) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.verify import daemon_data, statuses, verify
+from tests.support.verify import daemon_data, docker_host, statuses, verify
 
 AUDIT_IDS = [f"1.1.{n}" for n in range(3, 19)]
 KEY = "hardline-test"
@@ -78,19 +78,22 @@ def test_absent_path_is_not_applicable(audit_env, tmp_path):
 
 def test_audit_unavailable_is_error(audit_env):
     # a verifier that may not read audit rules (here: not root, via setpriv) cannot claim a PASS
-    import testinfra
+    import shlex
 
-    from hardline.benchmarks.engine import evaluate
-    from hardline.benchmarks.facts import gather
+    from hardline.benchmarks.engine import evaluate, plan
+    from hardline.benchmarks.gather import gather
+    from hardline.benchmarks.select import Selection
     from hardline.catalog import load_catalog
-    from hardline.inventory import check_host
 
-    config = check_host("@local", [], [("t", audit_env)], audit_env)
-    host = testinfra.get_host("local://")
-    unprivileged = type("Unprivileged", (), {"run": lambda self, cmd: host.run(
-        "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c " + __import__("shlex").quote(cmd))})()
-    facts = gather(unprivileged, config.data)
-    catalog = load_catalog()
+    config = docker_host(audit_env)
+
+    def unprivileged(script: str) -> str:
+        return subprocess.run("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c " + shlex.quote(script),
+                              shell=True, capture_output=True, text=True).stdout
+
+    hp = plan(config, Selection())
+    facts = gather(unprivileged, config.data, hp.needs, hp.paths)
+    catalog = load_catalog("cis-docker")
     (result,) = evaluate(catalog.get("1.1.6"), config, facts, catalog)
     assert result.status == "ERROR" and "auditctl" in result.found
 

@@ -4,6 +4,7 @@ daemons), 5.23/5.24 (docker exec audit trail) and 6.x (sprawl counts)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,17 +13,15 @@ from pathlib import Path
 import pytest
 
 from hardline.benchmarks.checks import CHECKS
-from hardline.benchmarks.engine import gather_host
-from hardline.inventory import check_host
-from tests.support.verify import CountingHost, daemon_data, statuses, verify, verify_subjects
+from tests.support.verify import daemon_data, docker_host, full_facts, gather_counted, statuses, verify, verify_subjects
 
 ROOT = Path(__file__).resolve().parent.parent
 SWARM_IDS = ["5.1", "7.1", "7.2", "7.3", "7.5"]
 
 
 def _facts(data):
-    config = check_host("@local", [], [("t", data)], data)
-    return config, gather_host(config)
+    config = docker_host(data)
+    return config, full_facts(config)
 
 
 # ---- 4.6 HEALTHCHECK in images -----------------------------------------------------------------
@@ -38,9 +37,9 @@ def test_image_healthcheck_per_image(session_daemon_factory, busybox_image):
     assert any("HEALTHCHECK CMD" in e for e in results["hl/busybox:latest"].evidence)
 
 
-def test_no_images_passes(session_daemon_factory):
+def test_no_images_is_skip(session_daemon_factory):
     result = verify(daemon_data(session_daemon_factory({})), ["4.6"])["4.6"]
-    assert (result.status, result.found) == ("PASS", "no images on this host")
+    assert (result.status, result.found) == ("SKIP", "no images on this host: nothing to judge")
 
 
 # ---- 4.5 content trust: the environment every login gets ------------------------------------
@@ -188,6 +187,49 @@ def test_exec_audit_skips_without_a_trail(session_daemon_factory, tmp_path):
     assert result.status == "SKIP" and "not audited" in result.found, result.message
 
 
+def _exec_audit_section(key: str, log: Path, start: str = "") -> tuple[int, str]:
+    from hardline.benchmarks.gather.docker import EXEC_AUDIT
+
+    run = subprocess.run(["sh", "-c", EXEC_AUDIT, "_", key, key.encode().hex().upper(), start, "-if", str(log)],
+                         capture_output=True, text=True, timeout=60)
+    return run.returncode, run.stdout
+
+
+@pytest.mark.parametrize("keys", [["docker-client"], ["other-key"], ["other-key\x01docker-client"]])
+def test_exec_audit_search_answers_as_ausearch_alone(tmp_path, keys):
+    """The grep that spares ausearch a log without the key answers exactly as ausearch would:
+    records under another key only (nothing found), the key itself, or the key among several
+    (auditd writes them hex-encoded)."""
+    log = tmp_path / "audit.log"
+    text = "".join(audit_log(tmp_path / f"part{n}", [["docker", "exec", "--privileged", "web", "sh"]], key=k).read_text()
+                   for n, k in enumerate(keys))
+    multi = keys[0].encode().hex().upper()
+    log.write_text(text.replace(f'key="{keys[0]}"', f"key={multi}") if "\x01" in keys[0] else text)
+    alone = subprocess.run(["ausearch", "-if", str(log), "--raw", "-m", "EXECVE", "-k", "docker-client"],
+                           capture_output=True, text=True, timeout=60)
+    assert _exec_audit_section("docker-client", log) == (alone.returncode, alone.stdout)
+    assert alone.returncode == (1 if keys == ["other-key"] else 0)
+
+
+def test_exec_audit_start_bounds_the_search(session_daemon_factory, tmp_path):
+    log = audit_log(tmp_path / "audit.log", [["docker", "exec", "--privileged", "web", "sh"]])  # Nov 2025
+    assert _exec_audit_section("docker-client", log, "recent")[0] == 1  # nothing in the last 10 minutes
+    data = daemon_data(session_daemon_factory({}), auditd_log_file=str(log), auditd_exec_search_start="this-year")
+    assert verify(data, ["5.23"])["5.23"].status in ("PASS", "SKIP")  # the 2025 record is before this year
+    with pytest.raises(Exception, match="auditd_exec_search_start"):
+        docker_host({**data, "auditd_exec_search_start": "last tuesday"})
+
+
+def test_exec_audit_stopped_at_the_timeout_is_error(session_daemon_factory, tmp_path):
+    """A search that does not finish (here: the log is a FIFO nobody writes) is stopped at
+    hardline_command_timeout and proves nothing: ERROR, not SKIP."""
+    fifo = tmp_path / "audit.log"
+    os.mkfifo(fifo)
+    data = daemon_data(session_daemon_factory({}), auditd_log_file=str(fifo), hardline_command_timeout=2)
+    result = verify(data, ["5.23"])["5.23"]
+    assert result.status == "ERROR" and "timed out" in result.found, result.message
+
+
 # ---- 6.1 / 6.2 sprawl counts (manual items) --------------------------------------------------
 
 def test_sprawl_counts(session_daemon_factory, busybox_image):
@@ -206,17 +248,12 @@ def test_sprawl_counts(session_daemon_factory, busybox_image):
 
 
 def test_containers_images_and_swarm_cost_no_extra_round_trip(swarms, busybox_image):
-    from hardline.benchmarks.connect import testinfra_host
-    from hardline.benchmarks.facts import gather
-
     daemon = swarms["default"]
     image = busybox_image(daemon)
     for n in range(5):
         daemon.docker("run", "-d", "--name", f"count-{n}", image, "sleep", "600", check=True)
-    config = check_host("@local", [], [("t", daemon_data(daemon))], daemon_data(daemon))
-    counting = CountingHost(testinfra_host(config.name, config.connection))
-    facts = gather(counting, config.data)
-    assert counting.commands == 2 == facts.round_trips
+    facts, commands = gather_counted(docker_host(daemon_data(daemon)))
+    assert commands == 2 == facts.round_trips
     assert len([c for c in facts.values["containers"] if c["State"]["Running"]]) == 5
     assert facts.values["swarm_state"]["ListenAddr"] == "0.0.0.0:2377" and facts.values["dockerd_listen"]
     assert len(facts.values["container_procs"]["init"]) == 5

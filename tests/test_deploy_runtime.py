@@ -1,6 +1,7 @@
 """deploys/docker_runtime.py by real pyinfra runs into a real container (pyinfra's @docker
 connector on a test daemon), then verified by hardline's own check over testinfra's docker
-backend: content trust, TLS material and listeners, seccomp profile, and idempotence."""
+backend: content trust, TLS material and listeners, seccomp profile, and idempotence (the second
+run changes nothing, read from pyinfra's state, and sends one command: the batched facts)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hardline.deploys.docker_runtime import ExecStart, without_hosts
-from lab.deploy import DeployRun, run_pyinfra
+from tests.support.pyinfra_run import DeployRun, deploy
 from tests.support.tls import make_tls
 from tests.support.verify import verify
 
@@ -23,15 +24,18 @@ case "$*" in
   *) exit 0 ;;
 esac
 """
+# the keys handed to daemon.json are written to /tmp/extra.json so the test can read them; its
+# facts are gathered with the deploy's, as harden() gathers every deploy's at once
 DEPLOY = """
 import json
-from io import StringIO
-from pyinfra.operations import files
 from hardline.deploys.common import host_config
-from hardline.deploys.docker_runtime import docker_runtime
+from hardline.deploys.docker_runtime import docker_runtime, needs
+from hardline.deploys.gather import host_facts
+from hardline.deploys.operations.converge import file_needs, managed_file
 
+host_facts().prefetch(needs(host_config()) + file_needs("/tmp/extra.json"))
 docker_runtime()
-files.put(name="handover", src=StringIO(json.dumps(host_config().data["docker_daemon_extra"])), dest="/tmp/extra.json")
+managed_file(name="handover", dest="/tmp/extra.json", content=json.dumps(host_config().data["docker_daemon_extra"]))
 """
 
 
@@ -54,13 +58,8 @@ def target(session_daemon_factory, busybox_image, monkeypatch):
     return daemon, cid
 
 
-def pyinfra(tmp_path: Path, cid: str, data: dict) -> DeployRun:
-    """pyinfra -y on the container; what it changed is read from pyinfra's state (lab/deploy.py)."""
-    inventory = tmp_path / "inventory.py"
-    inventory.write_text(f"hosts = [('@docker/{cid}', {data!r})]\n")
-    deploy = tmp_path / "deploy_runtime.py"
-    deploy.write_text(DEPLOY)
-    return run_pyinfra(inventory, deploy=str(deploy), timeout=300)
+def pyinfra(tmp_path: Path, cid: str, data: dict, label: str = "run", expect_state: bool = True) -> DeployRun:
+    return deploy(tmp_path / label, [(f"@docker/{cid}", data)], DEPLOY, expect_state=expect_state)
 
 
 def test_runtime_deploy_into_a_container(target, tmp_path):
@@ -71,8 +70,8 @@ def test_runtime_deploy_into_a_container(target, tmp_path):
     data = {"docker_tls_hosts": ["tcp://10.0.0.5:2376"], "docker_tls_ca_file": tls["tlscacert"],
             "docker_tls_cert_file": tls["tlscert"], "docker_tls_key_file": tls["tlskey"],
             "docker_seccomp_profile": str(profile)}
-    first = pyinfra(tmp_path, cid, data)
-    assert first.returncode == 0, first.stdout[-6000:]
+    first = pyinfra(tmp_path, cid, data, "first")
+    assert first.returncode == 0, first.tail()
 
     def sh(script: str) -> str:
         return daemon.docker("exec", cid, "sh", "-c", script, check=True).stdout
@@ -90,15 +89,17 @@ def test_runtime_deploy_into_a_container(target, tmp_path):
     result = verify({"docker_socket_path": "/nonexistent.sock"}, ["4.5"], name=f"@docker/{cid}")["4.5"]
     assert result.status == "PASS", result.message
 
-    assert first.changed >= 6
-    second = pyinfra(tmp_path, cid, data)
+    host = f"@docker/{cid}"
+    assert len(first.changed[host]) >= 6, first.changed
+    second = pyinfra(tmp_path, cid, data, "second")
     assert second.returncode == 0
-    assert second.changed == 0, second.stdout[-6000:]
+    assert second.changed[host] == [], second.changed
+    assert second.commands[host] == 1 and not second.uploads, second.command_list
     assert sh("cat /etc/environment") == "DOCKER_CONTENT_TRUST=1\n"  # not appended twice
 
 
 def test_tls_without_certificates_is_refused(target, tmp_path):
     _, cid = target
-    run = pyinfra(tmp_path, cid, {"docker_tls_hosts": ["tcp://10.0.0.5:2376"]})
+    run = pyinfra(tmp_path, cid, {"docker_tls_hosts": ["tcp://10.0.0.5:2376"]}, expect_state=False)
     assert run.returncode != 0
-    assert "docker_tls_ca_file" in run.stdout and "Traceback" not in run.stdout
+    assert "docker_tls_ca_file" in run.output and "Traceback" not in run.output

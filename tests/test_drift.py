@@ -35,7 +35,7 @@ def test_drift_names_the_operation_that_would_change_then_clean(fleet, tmp_path)
     marker = tmp_path / "marker"
     deploy = deploy_file(tmp_path, marker)
     out, junit, html = tmp_path / "drift.json", tmp_path / "drift.xml", tmp_path / "drift.html"
-    run = hardline("drift", str(fleet), "--limit", "compliant", "--section", "2", "--deploy", str(deploy),
+    run = hardline("drift", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2", "--deploy", str(deploy),
                    "--json", str(out), "--junit", str(junit), "--html", str(html))
     assert run.returncode == 1, run.stdout + run.stderr
     assert "compliant: DRIFT" in run.stdout and "would change: marker file 600" in run.stdout
@@ -50,12 +50,12 @@ def test_drift_names_the_operation_that_would_change_then_clean(fleet, tmp_path)
 
     marker.write_text("")
     marker.chmod(0o600)
-    clean = hardline("drift", str(fleet), "--limit", "compliant", "--section", "2", "--deploy", str(deploy), "-q")
+    clean = hardline("drift", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2", "--deploy", str(deploy), "-q")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "compliant: no drift" in clean.stdout and "may also run" not in clean.stdout
 
     marker.chmod(0o644)
-    loose = hardline("drift", str(fleet), "--limit", "compliant", "--section", "2", "--deploy", str(deploy), "-q")
+    loose = hardline("drift", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2", "--deploy", str(deploy), "-q")
     assert loose.returncode == 1 and "would change: marker file 600" in loose.stdout
     assert "may also run: reload after marker" in loose.stdout
 
@@ -65,17 +65,17 @@ def test_failing_controls_are_drift_and_unreachable_hosts_are_errors(fleet, tmp_
     marker.write_text("")
     marker.chmod(0o600)
     deploy = deploy_file(tmp_path, marker)
-    run = hardline("drift", str(fleet), "--section", "2", "--deploy", str(deploy), "--json", str(tmp_path / "d.json"))
+    run = hardline("drift", str(fleet), "--benchmark", "cis-docker", "--section", "2", "--deploy", str(deploy), "--json", str(tmp_path / "d.json"))
     assert run.returncode == 2, run.stdout + run.stderr
     drift = json.loads((tmp_path / "d.json").read_text())["run"]["drift"]
     assert drift["states"] == {"compliant": "clean", "default": "drift", "unreachable": "error"}
     assert "unreachable" in drift["unplanned"]
-    assert "2.2" in drift["failing"]["default"] and drift["changes"]["default"] == []
+    assert "cis-docker:1.6.0:2.2" in drift["failing"]["default"] and drift["changes"]["default"] == []
     assert "unreachable: ERROR" in run.stdout and "could not be planned" in run.stdout
 
 
-def result(host: str, cid: str, status: str) -> Result:
-    return Result(host, "cis-docker", cid, "s", "t", "2", "s2", 1, True, status)
+def result(host: str, cid: str, status: str, **kw) -> Result:
+    return Result(host, "cis-docker", cid, "s", "t", "2", "s2", 1, True, status, benchmark_version="1.6.0", **kw)
 
 
 def test_drift_states_and_exit_codes():
@@ -87,6 +87,15 @@ def test_drift_states_and_exit_codes():
     assert Drift(plan, results + [result("a", "2.3", ERROR)], ["a"]).exit_code() == 2
     assert Drift(plan, [], ["d"]).exit_code() == 2  # not planned: never "no drift"
     assert Drift(plan, results[:1], ["a"]).exit_code() == 0  # conditional operations alone are not drift
+
+
+def test_a_passing_value_other_than_the_inventory_is_drift():
+    plan = Plan(["a"], ["a"], {"a": []}, {"a": []})
+    note = 'differs from inventory: log-driver = "syslog", inventory says "journald"'
+    d = Drift(plan, [result("a", "2.13", PASS, differs=note), result("a", "2.2", PASS)], ["a"])
+    assert d.host_state("a") == "drift" and d.exit_code() == 1
+    assert d.to_dict()["differs"] == {"a": [f"cis-docker:1.6.0:2.13: {note}"]}
+    assert f"  differs cis-docker:1.6.0:2.13: {note}" in d.text()
 
 
 def test_extract_diffs():

@@ -22,9 +22,15 @@ def write_inventory(tmp_path: Path, hosts: str, **group_data: str) -> Path:
 
 
 def problems(inv: Path) -> list[str]:
-    with pytest.raises(InventoryError) as err:
-        load_hosts(str(inv))
-    return [str(p) for p in err.value.problems]
+    """What hardline refuses in an inventory: the problems of its invalid hosts (each of which is
+    still returned, to be reported ERROR), or of an inventory that cannot be loaded at all."""
+    try:
+        hosts = load_hosts(str(inv))
+    except InventoryError as err:
+        return [str(p) for p in err.problems]
+    found = [str(p) for h in hosts if h.error for p in h.error.problems]
+    assert found, "no problem reported"
+    return found
 
 
 def test_precedence_host_over_group_over_all_over_defaults(tmp_path):
@@ -67,7 +73,7 @@ def test_waiver_needs_reason_and_valid_date(tmp_path):
     inv = write_inventory(tmp_path, 'docker_hosts = ["a"]\n', all=
                           'hardline_waivers = [{"id": "2.12", "reason": ""}, {"id": "2.2", "reason": "r", "expires": "soon"}]\n')
     msgs = problems(inv)
-    assert any("waiver of 2.12 needs a reason" in m for m in msgs)
+    assert any("waiver of cis-docker:1.6.0:2.12 needs a reason" in m for m in msgs)
     assert any("expires 'soon' is not a date" in m for m in msgs)
 
 
@@ -93,7 +99,7 @@ def test_waiving_the_control_lifts_the_contradiction(tmp_path):
                           ' "docker_log_opts": {"max-size": "10m"}})]\n',
                           all='hardline_waivers = [{"id": "2.13", "reason": "logs shipped by an agent"}]\n')
     (host,) = load_hosts(str(inv))
-    assert host.waivers["2.13"].reason == "logs shipped by an agent"
+    assert host.waivers["cis-docker:1.6.0:2.13"].reason == "logs shipped by an agent"
 
 
 def test_bad_sysctl_and_ulimits(tmp_path):
@@ -111,8 +117,10 @@ def run(*args, cwd=ROOT):
 def test_cli_and_pyinfra_refuse_bad_data_without_traceback(tmp_path):
     inv = write_inventory(tmp_path, 'docker_hosts = [("@local", {"docker_log_opts": {"max-size": "10m"}})]\n')
     verify = run(sys.executable, "-m", "hardline.cli", "verify", str(inv))
-    assert verify.returncode == 4
+    # the host is not verified (its controls are ERROR, other hosts would be verified): exit 2
+    assert verify.returncode == 2
     assert "docker_log_opts: max-size not accepted by log driver 'journald'" in verify.stderr
+    assert "PASS 0" in verify.stdout and "ERROR 0" not in verify.stdout
     assert "Traceback" not in verify.stderr + verify.stdout
     deploy = run("pyinfra", "--dry", str(inv), "deploys/harden.py")
     out = deploy.stdout + deploy.stderr
@@ -142,3 +150,49 @@ def test_inventory_that_pyinfra_cannot_load(tmp_path):
     (msg,) = problems(inv)
     assert msg.startswith(f"{inv}: host -: inventory: pyinfra could not load it: ")
     assert "SyntaxError" in msg
+
+
+def test_waiver_by_key_or_slug_and_unknown_ids_name_the_candidates(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = ["a"]\n', all=textwrap.dedent('''\
+        hardline_waivers = [
+            {"id": "cis-docker:1.6.0:2.12", "reason": "no authz plugin"},
+            {"id": "kernel_sysctl_settings", "reason": "sysctl owned by the platform team"},
+        ]
+        '''))
+    (host,) = load_hosts(str(inv))
+    assert set(host.waivers) == {"cis-docker:1.6.0:2.12", "hardline-platform:1:HL-1.1"}
+    (tmp_path / "two").mkdir()
+    inv2 = write_inventory(tmp_path / "two", 'docker_hosts = ["a"]\n',
+                           all='hardline_waivers = [{"id": "cis-docker:9.9:2.12", "reason": "r"}]\n')
+    (msg,) = problems(inv2)
+    assert "unknown control id 'cis-docker:9.9:2.12' in the benchmarks that apply to this host" in msg
+    assert "cis-docker:1.6.0, hardline-platform:1" in msg
+
+
+def test_a_host_needs_a_role_and_roles_come_from_groups_or_data(tmp_path):
+    inv = write_inventory(tmp_path, 'web = ["a", ("b", {"hardline_roles": ["docker"]}), '
+                          '("c", {"hardline_roles": ["mainframe"]})]\ndocker_hosts = ["d"]\n')
+    hosts = {h.name: h for h in load_hosts(str(inv))}
+    assert "host a: hardline_roles: the host has no role: put it in one of the groups docker_hosts, " in str(hosts["a"].error)
+    assert hosts["b"].valid and hosts["b"].roles == ("docker",)
+    assert "unknown role(s) mainframe" in str(hosts["c"].error)
+    assert hosts["d"].roles == ("docker",)
+
+
+def test_one_invalid_host_does_not_stop_the_others(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = [("bad", {"docker_trusted_users": "alice"}), "good"]\n')
+    hosts = {h.name: h for h in load_hosts(str(inv))}
+    assert hosts["good"].valid and not hosts["bad"].valid
+    assert "docker_trusted_users: must be a list of strings" in str(hosts["bad"].error)
+
+
+def test_a_bare_id_several_benchmarks_have_is_refused_with_the_candidates(tmp_path):
+    inv = write_inventory(tmp_path, 'docker_hosts = ["a"]\nk8s_control_plane = ["a", ("b", {'
+                          '"hardline_benchmark_versions": {"cis-kubernetes": "1.20"}})]\n',
+                          all='hardline_waivers = [{"id": "1.1.1", "reason": "r"}]\n')
+    hosts = {h.name: h for h in load_hosts(str(inv))}
+    assert hosts["a"].roles == ("docker", "k8s_control_plane")
+    assert ("host a: hardline_waivers[0]: id '1.1.1' is ambiguous for this host: it names cis-docker:1.6.0:1.1.1, "
+            "cis-kubernetes:1.12:1.1.1, cis-kubernetes:1.20:1.1.1; write the full key") in str(hosts["a"].error)
+    # b is only a control-plane node, and its CIS Kubernetes version is pinned: 1.1.1 is one control
+    assert hosts["b"].valid and list(hosts["b"].waivers) == ["cis-kubernetes:1.20:1.1.1"]

@@ -1,6 +1,7 @@
 """`hardline verify` and `pytest benchmarks/` over real SSH against several real daemons:
 JUnit content, exit codes, unreachable hosts and round trips per host."""
 
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -8,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hardline.benchmarks.connect import testinfra_host as connect_host
-from hardline.benchmarks.facts import gather
-from hardline.inventory import check_host
+from hardline.results import fold
 from tests.support.daemons import DockerDaemon
-from tests.support.verify import CountingHost
+from tests.support.verify import docker_host, gather_counted
 from tests.test_checks_daemon import COMPLIANT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,15 +56,17 @@ def cases(junit: Path):
 
 def test_verify_fleet_junit_and_exit_code(fleet, tmp_path):
     junit = tmp_path / "out.xml"
-    run = hardline("verify", str(fleet), "--section", "2", "--junit", str(junit))
+    run = hardline("verify", str(fleet), "--benchmark", "cis-docker", "--section", "2", "--junit", str(junit))
     assert run.returncode == 2, run.stdout + run.stderr  # the unreachable host: ERROR wins
     got = cases(junit)
     case, props = got[("compliant", "2.2")]
     assert case.get("name") == "2.2 Containers on the default bridge cannot talk to each other"
-    assert props == {"cis_id": "2.2", "slug": "docker_icc_disabled", "level": "1", "automated": "true",
-                     "section": "2", "host": "compliant", "status": "PASS"}
+    assert props == {"benchmark": "cis-docker", "benchmark_version": "1.6.0", "cis_id": "2.2",
+                     "control": "cis-docker:1.6.0:2.2", "slug": "docker_icc_disabled", "level": "1",
+                     "automated": "true", "section": "2", "host": "compliant", "status": "PASS"}
     compliant = {cid: p["status"] for (h, cid), (_, p) in got.items() if h == "compliant"}
-    assert {s for s in compliant.values()} <= {"PASS", "MANUAL", "WAIVED"}
+    assert {s for s in compliant.values()} <= {"PASS", "MANUAL", "WAIVED", "SKIP"}
+    assert compliant["2.7"] == "SKIP"  # no TCP listener: nothing to judge
     assert compliant["2.12"] == "WAIVED"
     failure = got[("default", "2.2")][0].find("failure")
     assert failure is not None and "expected: icc = false" in failure.text and "found: icc = true" in failure.text
@@ -75,24 +76,51 @@ def test_verify_fleet_junit_and_exit_code(fleet, tmp_path):
 
 
 def test_exit_code_one_for_failures_zero_when_clean(fleet):
-    assert hardline("verify", str(fleet), "--limit", "default", "--section", "2", "-q").returncode == 1
-    clean = hardline("verify", str(fleet), "--limit", "compliant", "--section", "2", "-q")
+    assert hardline("verify", str(fleet), "--limit", "default", "--benchmark", "cis-docker", "--section", "2", "-q").returncode == 1
+    clean = hardline("verify", str(fleet), "--limit", "compliant", "--benchmark", "cis-docker", "--section", "2", "-q")
     assert clean.returncode == 0, clean.stdout
 
 
-def test_plain_pytest_benchmarks(fleet, tmp_path):
-    junit = tmp_path / "pytest.xml"
-    run = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--inventory", str(fleet), "--section", "2",
-                          f"--junitxml={junit}", "-q", "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+def pytest_benchmarks(*args):
+    return subprocess.run([sys.executable, "-m", "pytest", "benchmarks", *args, "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_plain_pytest_benchmarks_agree_with_hardline_verify(fleet, tmp_path):
+    junit, out = tmp_path / "pytest.xml", tmp_path / "verify.json"
+    run = pytest_benchmarks("--inventory", str(fleet), "--section", "2", f"--junitxml={junit}")
     assert run.returncode == 1, run.stdout[-2000:]
     root = ET.parse(junit).getroot()
     by_name = {c.get("name"): c for c in root.iter("testcase")}
-    assert by_name["test_control[compliant::2.2]"].find("failure") is None
-    assert by_name["test_control[default::2.2]"].find("failure") is not None
-    assert by_name["test_control[unreachable::2.2]"].find("error") is not None
-    props = {p.get("name"): p.get("value") for p in by_name["test_control[default::2.2]"].iter("property")}
+    icc = "cis-docker:1.6.0:2.2::docker_icc_disabled"
+    assert by_name[f"test_control[compliant::{icc}]"].find("failure") is None
+    assert by_name[f"test_control[default::{icc}]"].find("failure") is not None
+    assert by_name[f"test_control[unreachable::{icc}]"].find("error") is not None
+    props = {p.get("name"): p.get("value") for p in by_name[f"test_control[default::{icc}]"].iter("property")}
     assert props["cis_id"] == "2.2" and props["host"] == "default" and props["status"] == "FAIL"
+    assert props["benchmark"] == "cis-docker" and props["benchmark_version"] == "1.6.0"
+    # the same hosts through `hardline verify`: one verdict per (host, control, subject), the same
+    hardline("verify", str(fleet), "--section", "2", "--json", str(out), "-q")
+    verify = {}
+    for r in json.loads(out.read_text())["results"]:
+        key = f"test_control[{r['host']}::{r['benchmark']}:{r['benchmark_version']}:{r['control_id']}::{r['slug']}" + \
+              (f"[{r['subject']}]" if r["subject"] else "") + "]"
+        verify.setdefault(key, set()).add(r["status"])
+    pytest_status = {name: next(p.get("value") for p in case.iter("property") if p.get("name") == "status")
+                     for name, case in by_name.items()}
+    assert set(pytest_status) == set(verify)
+    assert {k: fold(v) for k, v in verify.items()} == pytest_status
+    assert {s for s in pytest_status.values()} >= {"PASS", "FAIL", "ERROR", "MANUAL", "WAIVED"}
+
+
+def test_pytest_markers_and_keywords_select_controls(fleet):
+    level2 = pytest_benchmarks("--inventory", str(fleet), "--limit", "compliant", "-m", "level2 and cis_docker",
+                               "--collect-only")
+    ids = [line for line in level2.stdout.splitlines() if "::" in line]
+    assert ids and all("cis-docker:1.6.0:" in i for i in ids)
+    assert any(":2.9::" in i for i in ids) and not any(":2.2::" in i for i in ids)  # 2.9 is L2, 2.2 L1
+    by_slug = pytest_benchmarks("--inventory", str(fleet), "-k", "docker_icc_disabled", "--collect-only")
+    assert len([line for line in by_slug.stdout.splitlines() if "docker_icc_disabled" in line]) == 3
 
 
 def test_wrong_host_key_is_error_not_pass(fleet, sshd, session_daemon_factory, tmp_path):
@@ -101,7 +129,7 @@ def test_wrong_host_key_is_error_not_pass(fleet, sshd, session_daemon_factory, t
     other.write_text(f"[127.0.0.1]:{sshd.port} " + (tmp_path / "k.pub").read_text())
     inv = tmp_path / "inv.py"
     inv.write_text(f"hosts = [('impostor', {{**{sshd.pyinfra_data()!r}, 'ssh_known_hosts_file': {str(other)!r}}})]\n")
-    run = hardline("verify", str(inv), "--section", "2")
+    run = hardline("verify", str(inv), "--benchmark", "cis-docker", "--section", "2")
     assert run.returncode == 2 and "PASS 0" in run.stdout
 
 
@@ -109,8 +137,28 @@ def test_one_full_verify_costs_two_commands_per_host(session_daemon_factory, ssh
     daemon = session_daemon_factory(COMPLIANT)
     data = sshd.pyinfra_data(docker_socket_path=str(daemon.socket), docker_pidfile=str(daemon.pidfile),
                              docker_userns_remap="default")
-    config = check_host("compliant", [], [("t", data)], data)
-    counting = CountingHost(connect_host(config.name, config.connection))
-    facts = gather(counting, config.data)
-    assert counting.commands == 2 == facts.round_trips
+    facts, commands = gather_counted(docker_host(data, "compliant"))
+    assert commands == 2 == facts.round_trips
     assert not facts.errors, facts.errors
+
+
+def test_gathering_by_need_round_trips_and_sections(session_daemon_factory, sshd):
+    """A host gathers only what its selected controls need: a Docker host's full verify (CIS Docker
+    and the platform controls) costs 2 commands; the platform controls alone on a Docker host 2
+    (HL-3.2 reads daemon.json, found in round 1); a Kubernetes worker (platform controls only)
+    1 command that never calls docker."""
+    from hardline.benchmarks.select import Selection
+
+    daemon = session_daemon_factory(COMPLIANT)
+    data = sshd.pyinfra_data(docker_socket_path=str(daemon.socket), docker_pidfile=str(daemon.pidfile),
+                             docker_userns_remap="default")
+    full, commands = gather_counted(docker_host(data, "compliant"))
+    assert commands == 2 and {"info", "containers", "images", "exec_audit", "lsm"} <= set(full.sections)
+    docker_only, commands = gather_counted(docker_host(data, "compliant"), Selection(benchmarks=("cis-docker",)))
+    assert commands == 2 and "lsm" not in docker_only.sections and "modprobe" not in docker_only.sections
+    kernel, commands = gather_counted(docker_host(data, "compliant"), Selection(("hardline-platform",), None, ("1",)))
+    assert commands == 1 and set(kernel.sections) <= {"sysctl_runtime", "sysctl_files", "modprobe", "proc_modules",
+                                                     "modprobe_config", "cmdline", "grub", "lsm"}
+    worker, commands = gather_counted(docker_host({**data, "hardline_roles": ["k8s_worker"]}, "worker", groups=()),
+                                      Selection(benchmarks=("hardline-platform",)))
+    assert commands == 1 and not {"info", "dockerd", "containers", "images", "exec_audit"} & set(worker.sections)

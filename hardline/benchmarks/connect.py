@@ -1,68 +1,89 @@
-"""From a pyinfra inventory host to a testinfra host, with the same SSH trust rules as pyinfra.
+"""Reach inventory hosts through pyinfra's own connectors, from any process.
 
-testinfra's own paramiko backend accepts any host key (it never loads known_hosts and ignores
-StrictHostKeyChecking yes), which would let a verifier report on an impostor host. The backend
-here loads the inventory's ssh_known_hosts_file (and ~/.ssh/known_hosts), rejects a changed key
-always, and an unknown key unless ssh_strict_host_key_checking is "no"/"off" or "accept-new"
-(pyinfra's default).
+The gathering runs in the pyinfra child process (hardline.worker, serving
+hardline.benchmarks.remote) that uses pyinfra's API with gevent, as pyinfra itself does; this
+module is the parent's side: it sends each host's name,
+groups, inventory data (connection data included) and the facts to gather, and reads back one
+HostFacts (or the error that kept the host from being verified) per host as each finishes.
+
+Example::
+
+    facts = gather_hosts([HostRequest(config, needs={"info"}, paths=set())])["web1"]
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-import paramiko
-import testinfra
-from testinfra.backend.paramiko import ParamikoBackend
+from hardline import worker
+from hardline.benchmarks.gather.core import HostFacts
+from hardline.inventory import HostConfig
 
-
-class StrictParamikoBackend(ParamikoBackend):
-    """testinfra paramiko backend that checks host keys like OpenSSH/pyinfra do."""
-
-    def __init__(self, hostspec: str, *, known_hosts: str | None = None, strict: str = "accept-new", **kwargs: Any):
-        super().__init__(hostspec, **kwargs)
-        self.known_hosts = known_hosts
-        self.strict = strict
-
-    @functools.cached_property
-    def client(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        try:
-            client.load_system_host_keys()
-        except (OSError, paramiko.SSHException):
-            pass
-        if self.known_hosts:
-            client.load_host_keys(self.known_hosts)
-        # a changed key is always refused by paramiko (BadHostKeyException); this is for unknown ones
-        accept_unknown = self.strict in ("no", "off", "accept-new", "false")
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if accept_unknown else paramiko.RejectPolicy())
-        client.connect(
-            hostname=self.host.name, port=int(self.host.port or 22), username=self.host.user,
-            key_filename=self.ssh_identity_file, timeout=self.timeout,
-            allow_agent=self.ssh_identity_file is None, look_for_keys=self.ssh_identity_file is None,
-        )
-        return client
+Progress = Callable[[str, "HostFacts | Exception", float], None]
 
 
-def testinfra_host(name: str, conn: dict[str, Any]):
-    """A testinfra host for a pyinfra inventory host (@local, @docker/ID, or SSH)."""
-    if name == "@local" or name.startswith("@local/"):
-        return testinfra.get_host("local://")
-    if name.startswith("@docker/"):
-        return testinfra.get_host(f"docker://{name.split('/', 1)[1]}")
-    hostname = conn.get("ssh_hostname") or name
-    user = conn.get("ssh_user") or "root"
-    port = conn.get("ssh_port") or 22
-    strict = conn.get("ssh_strict_host_key_checking", "accept-new")
-    backend = StrictParamikoBackend(
-        f"{user}@{hostname}:{port}",
-        known_hosts=str(conn["ssh_known_hosts_file"]) if conn.get("ssh_known_hosts_file") else None,
-        strict=str(strict).lower() if not isinstance(strict, bool) else ("yes" if strict else "no"),
-        ssh_identity_file=str(conn["ssh_key"]) if conn.get("ssh_key") else None,
-        timeout=int(conn.get("ssh_connect_timeout", 10)),
-        sudo=bool(conn.get("_sudo")),
-    )
-    host = testinfra.host.Host(backend)
-    backend.set_host(host)
-    return host
+@dataclass
+class HostRequest:
+    config: HostConfig
+    needs: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)
+
+
+def round_timeout(data: dict[str, Any]) -> int:
+    """Seconds one gather round may take before the host is given up: every command of the round
+    has hardline_command_timeout on the host; this bounds a host that stops answering at all."""
+    return int(data["hardline_command_timeout"]) * 2 + 30
+
+
+def gather_hosts(requests: list[HostRequest], parallel: int = 16,
+                 progress: Progress | None = None) -> dict[str, HostFacts | Exception]:
+    """Facts of every requested host, gathered concurrently through pyinfra's connectors."""
+    if not requests:
+        return {}
+    payload = {  # the connectors see this process's environment (DOCKER_HOST, SSH_AUTH_SOCK...)
+        "op": "gather",
+        "parallel": parallel,
+        "connect_timeout": max(int(r.config.data["hardline_connect_timeout"]) for r in requests),
+        "hosts": [{**_host_spec(r.config), "needs": sorted(r.needs), "paths": sorted(r.paths)} for r in requests],
+    }
+    results: dict[str, HostFacts | Exception] = {}
+    try:
+        with worker.conversation(payload) as receive:
+            while True:
+                message = receive()
+                if message[0] == "done":
+                    break
+                _, name, seconds, facts = message
+                results[name] = facts
+                if progress:
+                    progress(name, facts, seconds)
+    except worker.WorkerDied as died:
+        for r in requests:  # the child died: every host it did not report is unverified
+            if r.config.name not in results:
+                results[r.config.name] = RuntimeError(f"gathering stopped: {died}")
+                if progress:
+                    progress(r.config.name, results[r.config.name], 0.0)
+    return results
+
+
+def _host_spec(config: HostConfig) -> dict[str, Any]:
+    return {"name": config.name, "groups": list(config.groups), "data": {**config.connection, **config.data},
+            "timeout": round_timeout(config.data)}
+
+
+def run_command(config: HostConfig, command: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of one shell command on a host, through its pyinfra connector
+    (the connection is kept for the next command). Raises ConnectionError when the host cannot
+    be reached or does not answer in time."""
+    payload = {"op": "run", "connect_timeout": int(config.data["hardline_connect_timeout"]),
+               "host": _host_spec(config), "command": command}
+    try:
+        with worker.conversation(payload) as receive:
+            answer = receive()
+    except worker.WorkerDied as died:
+        raise ConnectionError(f"{config.name}: {died}") from None
+    if answer[0] == "error":
+        raise ConnectionError(f"{config.name}: {answer[1]}")
+    _, code, stdout, stderr = answer
+    return code, stdout, stderr

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from pyinfra import host, inventory
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.util import get_template
 
-from hardline.catalog import Control, defaults, load_catalog
-from hardline.inventory import HostConfig, InventoryError, check_host, pyinfra_sources
+from hardline.catalog import Control, defaults
+from hardline.inventory import HostConfig, InventoryError, applicable_catalogs, check_host, pyinfra_sources
 from hardline.paths import TEMPLATES
 
 DEFAULTS = defaults()  # handed to pyinfra as data_defaults: host > group > these
@@ -41,12 +42,20 @@ def host_config() -> HostConfig:
     return config
 
 
-def controls(config: HostConfig, *kinds: str) -> list[Control]:
-    """Automated controls of these kinds that apply: waived ones are not remediated."""
-    waived = {cid for cid, w in config.waivers.items() if not w.expired()}
-    return [c for c in load_catalog().of_kind(*kinds) if c.id not in waived]
+def controls(config: HostConfig, *kinds: str, versions: dict[str, str] | None = None) -> list[Control]:
+    """Controls of these kinds that apply to the host's roles: waived ones are not remediated.
+    ``versions`` pins benchmark versions beyond the inventory's (one picked from the host)."""
+    waived = {key for key, w in config.waivers.items() if not w.expired()}
+    pinned = {**config.data["hardline_benchmark_versions"], **(versions or {})}
+    return [c for cat in applicable_catalogs(config.roles, pinned)
+            for c in cat.of_kind(*kinds) if c.applies_to(config.roles) and c.key not in waived]
 
 
 def op_name(control: Control, text: str) -> str:
-    """Operation names start with the control id, so output and logs can be searched by CIS id."""
-    return f"[{control.benchmark} {control.id}] {text}"
+    """Operation names start with the control key, so output and logs can be searched by it."""
+    return f"[{control.key}] {text}"
+
+
+def render(template: str, **values: object) -> str:
+    """A template of templates/ rendered as pyinfra's files.template renders it (jinja2, strict)."""
+    return get_template(str(TEMPLATES / template)).render(**values)

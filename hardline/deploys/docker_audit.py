@@ -6,47 +6,72 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
-from pyinfra.operations import files, server
 
-from hardline.deploys.common import DEFAULTS, TEMPLATES, controls, host_config
-from hardline.deploys.docker_files import target_paths
-from hardline.deploys.facts import DockerRootDir, LoadedAuditRules, PathStat
+from hardline.deploys.common import DEFAULTS, controls, host_config, render
+from hardline.deploys.docker_daemon import DAEMON_JSON_PLANNED
+from hardline.deploys.docker_files import target_need
+from hardline.deploys.facts import DockerRootDir, LoadedAuditRules, PathStat, UnitFile
+from hardline.deploys.gather import Need, host_facts, need
+from hardline.deploys.operations.converge import audit_rules_loaded, file_needs, managed_file
+from hardline.deploys.platform_facts import AuditEnabled
+from hardline.inventory import HostConfig
+
+DEFAULT_DOCKER_ROOT = "/var/lib/docker"
 
 
-def watch_path(target: dict[str, Any], data: dict[str, Any]) -> str | None:
+def watch_need(target: dict[str, Any], data: dict[str, Any]) -> Need:
+    """The fact that finds a watch's path on the host (and whether it exists)."""
     if "binary" in target:
-        return host.get_fact(Which, command=target["binary"])
+        return need(Which, command=target["binary"])
     if "docker_root" in target:
-        return host.get_fact(DockerRootDir, socket=data["docker_socket_path"]) or "/var/lib/docker"
-    paths = target_paths(target, data)
-    return paths[0] if paths else None
+        return need(DockerRootDir, socket=data["docker_socket_path"])
+    found = target_need(target, data)
+    assert found is not None, target
+    return found
+
+
+def needs(config: HostConfig) -> list[Need]:
+    """Every fact the audit deploy reads, for one batch."""
+    path = config.data["auditd_rules_file"]
+    out = [watch_need(c.resolve(config.data)["target"], config.data) for c in controls(config, "audit_watch")]
+    return out + [need(PathStat, path=DEFAULT_DOCKER_ROOT), *file_needs(path), need(FileContents, path=path), need(LoadedAuditRules), need(AuditEnabled)]
+
+
+def watch_path(target: dict[str, Any], config: HostConfig) -> str | None:
+    """The existing path a watch is on (None: not on this host). auditctl refuses a watch on a
+    path that does not exist; the check reports those as not applicable. A daemon.json the
+    daemon deploy writes in this run (it runs first in harden()) counts as existing: facts are
+    read before any operation runs."""
+    data = config.data
+    found = watch_need(target, data)
+    value = host_facts().get(found.fact, **found.kwargs())
+    if "daemon_config" in target and host.data.get(DAEMON_JSON_PLANNED) == data["docker_daemon_json_path"]:
+        return str(data["docker_daemon_json_path"])
+    if "docker_root" in target:  # docker does not answer: its default data root, if there is one
+        return value or (DEFAULT_DOCKER_ROOT if host_facts().get(PathStat, path=DEFAULT_DOCKER_ROOT) else None)
+    if found.fact is UnitFile:
+        return value["path"] if value else None
+    if "binary" in target:
+        return value or None
+    return found.kwargs()["path"] if value is not None else None
 
 
 @deploy("Docker audit rules", data_defaults=DEFAULTS)
-def docker_audit():
+def docker_audit() -> None:
     config = host_config()
-    # facts are read before any operation runs: daemon.json may not exist yet on a fresh host,
-    # but the Docker daemon deploy (which runs first) always writes it
-    written_by_this_run = {config.data["docker_daemon_json_path"]}
+    facts = host_facts()
+    facts.prefetch(needs(config))
     watches = []
     for control in controls(config, "audit_watch"):
-        path = watch_path(control.resolve(config.data)["target"], config.data)
-        # auditctl refuses a watch on a path that does not exist; the check reports those as N/A
-        if path and (path in written_by_this_run or host.get_fact(PathStat, path=path) is not None):
+        path = watch_path(control.resolve(config.data)["target"], config)
+        if path:
             watches.append((control.id, path))
     if not watches:
         return
-    rules = files.template(
-        name=f"auditd rules for {len(watches)} Docker paths ({', '.join(cid for cid, _ in watches)})",
-        src=str(TEMPLATES / "etc/audit/rules.d/hardline-docker.rules.j2"),
-        dest=config.data["auditd_rules_file"], user="root", group="root", mode="640",
-        watches=watches, key=config.data["auditd_key"],
-    )
-    loaded = host.get_fact(LoadedAuditRules) or []
-    missing = [p for _, p in watches if not any(line.startswith(f"-w {p} ") for line in loaded)]
-    load = ["augenrules --load || auditctl -R " + config.data["auditd_rules_file"]]
-    if missing:  # known now: an unconditional change, so dry runs and drift reports count it
-        server.shell(name=f"Load audit rules ({len(missing)} watches not loaded)", commands=load)
-    else:
-        server.shell(name="Load audit rules", commands=load, _if=rules.did_change)
+    key, path = config.data["auditd_key"], config.data["auditd_rules_file"]
+    managed_file(name=f"auditd rules for {len(watches)} Docker paths ({', '.join(cid for cid, _ in watches)})",
+                 dest=path, mode="640", content=render("etc/audit/rules.d/hardline-docker.rules.j2", watches=watches, key=key))
+    audit_rules_loaded(name=f"Load the {len(watches)} Docker audit watches", previous=facts.get(FileContents, path=path),
+                       rules=[f"-w {p} -p rwxa -k {key}" for _, p in watches])

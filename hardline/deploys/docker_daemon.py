@@ -6,13 +6,17 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 
-from hardline.deploys.common import DEFAULTS, TEMPLATES, controls, host_config
+from hardline.deploys.common import DEFAULTS, controls, host_config, render
 from hardline.deploys.facts import DaemonJson
+from hardline.deploys.gather import Need, host_facts, need
+from hardline.deploys.operations.converge import file_needs, managed_file
 from hardline.deploys.operations.hardening import daemon_json
-from hardline.catalog import load_catalog
 from hardline.inventory import HostConfig
+
+# host data key: the daemon.json path this run writes (read by the audit deploy, which runs later)
+DAEMON_JSON_PLANNED = "_hardline_daemon_json_planned"
 
 # Keys hardline sets from its own variables besides the daemon_option controls.
 VARIABLE_KEYS = ("log-opts", "default-ulimits")
@@ -38,24 +42,34 @@ def desired_settings(config: HostConfig, current: dict[str, Any]) -> dict[str, A
     return settings
 
 
+def _dropin(config: HostConfig) -> str:
+    return f"/etc/systemd/system/{config.data['docker_service_name']}.service.d/hardline.conf"
+
+
+def needs(config: HostConfig) -> list[Need]:
+    """Every fact the daemon deploy reads, for one batch."""
+    return [need(DaemonJson, path=config.data["docker_daemon_json_path"]), *file_needs(_dropin(config))]
+
+
 @deploy("Docker daemon", data_defaults=DEFAULTS)
-def docker_daemon():
+def docker_daemon() -> None:
     config = host_config()
+    facts = host_facts()
+    facts.prefetch(needs(config))
     data = config.data
     service = data["docker_service_name"]
-    dropin_settings = dict(data["docker_systemd_dropin"])
+    dropin_settings = dict(data["docker_systemd_dropin"])  # validated systemd_settings: one line each
     if dropin_settings or data["docker_systemd_ignore_default_file"]:
-        dropin = files.template(
-            name="Docker systemd drop-in (flags only from daemon.json)",
-            src=str(TEMPLATES / "etc/systemd/system/docker.service.d/hardline.conf.j2"),
-            dest=f"/etc/systemd/system/{service}.service.d/hardline.conf", user="root", group="root", mode="644",
-            create_remote_dir=True, ignore_default_file=data["docker_systemd_ignore_default_file"],
-            settings=dropin_settings,
-        )
-        systemd.daemon_reload(name="systemd daemon-reload for the drop-in", _if=dropin.did_change)
-    current = host.get_fact(DaemonJson, path=data["docker_daemon_json_path"])
+        dropin = managed_file(
+            name="Docker systemd drop-in (flags only from daemon.json)", dest=_dropin(config), create_remote_dir=True,
+            content=render("etc/systemd/system/docker.service.d/hardline.conf.j2",
+                           ignore_default_file=data["docker_systemd_ignore_default_file"], settings=dropin_settings))
+        if dropin.will_change:  # known from the gathered facts: no conditional operation on a compliant host
+            systemd.daemon_reload(name="systemd daemon-reload for the drop-in", _if=dropin.did_change)
+    current = facts.get(DaemonJson, path=data["docker_daemon_json_path"])
+    setattr(host.data, DAEMON_JSON_PLANNED, data["docker_daemon_json_path"])
     daemon_json(
-        name=f"[{load_catalog().benchmark} 2.x] daemon.json: " + ", ".join(
+        name="[cis-docker:1.6.0:2.x] daemon.json: " + ", ".join(
             f"{c.id} {c.params['key']}" for c in controls(config, "daemon_option") if "set" in c.params),
         path=data["docker_daemon_json_path"], settings=desired_settings(config, current), service=service,
         socket=data["docker_socket_path"], restart_timeout=data["docker_restart_timeout"],

@@ -9,18 +9,19 @@ extend to such a package (a dependency) is refused on the host before anything i
 
 from __future__ import annotations
 
-import io
-import shlex
-
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.api.command import QuoteString, StringCommand
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import server, systemd
 
 from hardline.deploys.common import DEFAULTS, controls, host_config, op_name
 from hardline.deploys.facts import LoadedAuditRules
+from hardline.deploys.gather import Need, host_facts, need
+from hardline.deploys.operations.converge import audit_rules_loaded, file_needs, managed_file
 from hardline.deploys.platform_facts import AuditEnabled, ExistingPaths, InstalledPackages, UnitStates
-from hardline.inventory import PROTECTED_PACKAGES
+from hardline.inventory import PROTECTED_PACKAGES, HostConfig
 
 IMMUTABLE_FILE = "/etc/audit/rules.d/99-hardline-finalize.rules"
 
@@ -36,31 +37,64 @@ DEBIAN_FRONTEND=noninteractive apt-get remove -y "$@"
 """
 
 
-def engine_limits(config) -> None:
+
+def _limits_dropin(unit: str) -> str:
+    return f"/etc/systemd/system/{unit}.d/hardline-limits.conf"
+
+
+def _watched(rules: list[str]) -> list[str]:
+    """Paths of the -w rules (a watch of a path the host lacks is left out)."""
+    return [r.split()[r.split().index("-w") + 1] for r in rules if "-w" in r.split()[:-1]]
+
+
+def needs(config: HostConfig) -> list[Need]:
+    """Every fact the platform deploy reads, for one batch."""
+    data = config.data
+    out: list[Need] = []
+    for control in controls(config, "engine_limits"):
+        units = control.resolve(data)["units"]
+        out += [need(UnitStates, units=units), *file_needs(*(_limits_dropin(u) for u in units))]
+    for control in controls(config, "packages_absent"):
+        out += [need(InstalledPackages, packages=control.resolve(data)["packages"]), need(Which, command="apt-get")]
+    for control in controls(config, "services_masked"):
+        out.append(need(UnitStates, units=control.resolve(data)["units"]))
+    if controls(config, "audit_rules"):
+        path = data["auditd_platform_rules_file"]
+        out += [need(ExistingPaths, paths=_watched(data["auditd_platform_rules"])), *file_needs(path),
+                need(FileContents, path=path), need(LoadedAuditRules)]
+    if controls(config, "audit_immutable") and data["auditd_immutable"]:
+        out += file_needs(IMMUTABLE_FILE)
+    return out + [need(AuditEnabled)]
+
+
+def engine_limits(config: HostConfig) -> None:
     for control in controls(config, "engine_limits"):
         params = control.resolve(config.data)
         limits = params["limits"]
-        states = host.get_fact(UnitStates, units=params["units"])
+        states = host_facts().get(UnitStates, units=params["units"])
         if not limits or states is None:
-            host.noop(f"[{control.benchmark} {control.id}] no systemd or no limits: nothing to do")
+            host.noop(f"[{control.key}] no systemd or no limits: nothing to do")
             continue
+        settings = " ".join(f"{k}={v}" for k, v in sorted(limits.items()))  # validated: known keys, plain values
         text = ("# Managed by hardline (deploys/platform.py, HL-4.2): edit inventory cgroup_engine_limits instead.\n"
                 "[Service]\n" + "".join(f"{k}={v}\n" for k, v in sorted(limits.items())))
         for unit, state in zip(params["units"], states):
             if state.get("LoadState") == "not-found":
                 continue
-            dropin = files.put(name=op_name(control, f"{unit} limits " + " ".join(f"{k}={v}" for k, v in sorted(limits.items()))),
-                               src=io.StringIO(text), dest=f"/etc/systemd/system/{unit}.d/hardline-limits.conf",
-                               user="root", group="root", mode="644", create_remote_dir=True)
-            systemd.daemon_reload(name=f"systemd daemon-reload for the {unit} limits", _if=dropin.did_change)
+            dropin = managed_file(name=op_name(control, f"{unit} limits {settings}"), content=text,
+                                  dest=_limits_dropin(unit), create_remote_dir=True)
+            if dropin.will_change:
+                systemd.daemon_reload(name=f"systemd daemon-reload for the {unit} limits", _if=dropin.did_change)
             # applies the limits to the running unit's cgroup now, without a restart; also when
             # they were changed at runtime (systemctl set-property) behind the drop-in's back
             drifted = [k for k, v in limits.items() if not _limit_holds(k, v, state)]
+            if not drifted and not dropin.will_change:
+                continue
             server.shell(name=f"Apply the {unit} limits to its running cgroup"
                          + (f" ({', '.join(sorted(drifted))} differ)" if drifted else ""),
-                         commands=[f"systemctl set-property --runtime {shlex.quote(unit)} "
-                                   + " ".join(f"{k}={v}" for k, v in sorted(limits.items()))],
-                         **({} if drifted else {"_if": dropin.did_change}))  # drifted: a change by itself
+                         commands=[StringCommand("systemctl set-property --runtime", QuoteString(unit),
+                                                 *(QuoteString(f"{k}={v}") for k, v in sorted(limits.items()))).get_raw_value()],
+                         _if=[] if drifted else [dropin.did_change])  # drifted: a change by itself
 
 
 def _limit_holds(key: str, want: str, state: dict[str, str]) -> bool:
@@ -80,24 +114,26 @@ def _limit_holds(key: str, want: str, state: dict[str, str]) -> bool:
     return have == want
 
 
-def packages_absent(config) -> None:
+def packages_absent(config: HostConfig) -> None:
+    facts = host_facts()
     for control in controls(config, "packages_absent"):
         wanted = control.resolve(config.data)["packages"]
-        installed = host.get_fact(InstalledPackages, packages=wanted) if wanted else []
+        installed = facts.get(InstalledPackages, packages=wanted) if wanted else []
         if not installed:
             continue
-        if host.get_fact(Which, command="apt-get"):
-            command = ("HL_PROTECTED=" + shlex.quote(PROTECTED_PACKAGES.pattern) + " sh -c " + shlex.quote(_APT_GUARD)
-                       + " hardline " + " ".join(shlex.quote(p) for p in installed))
+        names = [QuoteString(p) for p in installed]
+        if facts.get(Which, command="apt-get"):
+            protected = StringCommand("HL_PROTECTED=", QuoteString(PROTECTED_PACKAGES.pattern), _separator="")
+            command = StringCommand(protected, "sh -c", QuoteString(_APT_GUARD), "hardline", *names)
         else:
-            command = "dnf remove -y --noautoremove " + " ".join(shlex.quote(p) for p in installed)
-        server.shell(name=op_name(control, f"Remove {', '.join(installed)}"), commands=[command])
+            command = StringCommand("dnf remove -y --noautoremove", *names)
+        server.shell(name=op_name(control, f"Remove {', '.join(installed)}"), commands=[command.get_raw_value()])
 
 
-def services_masked(config) -> None:
+def services_masked(config: HostConfig) -> None:
     for control in controls(config, "services_masked"):
         units = control.resolve(config.data)["units"]
-        states = host.get_fact(UnitStates, units=units) if units else None
+        states = host_facts().get(UnitStates, units=units) if units else None
         if not states:
             continue
         for unit, state in zip(units, states):
@@ -108,77 +144,47 @@ def services_masked(config) -> None:
             if not masked:
                 # a unit file of the administrator's own in /etc/systemd/system cannot be masked:
                 # it is stopped and disabled, and the check keeps failing until it is removed
-                u = shlex.quote(unit)
+                u = QuoteString(unit)
+                note = QuoteString(f"hardline: {unit} stopped and disabled, not masked: its unit file is in /etc/systemd/system")
                 server.shell(name=op_name(control, f"Stop and mask {unit}"),
-                             commands=[f"systemctl mask --now {u} 2>/dev/null || {{ systemctl disable --now {u}; "
-                                       f"echo 'hardline: {unit} stopped and disabled, not masked: its unit file is in "
-                                       "/etc/systemd/system' >&2; }"])
+                             commands=[StringCommand("systemctl mask --now", u, "2>/dev/null || { systemctl disable --now",
+                                                     u, "; echo", note, ">&2; }").get_raw_value()])
             elif active not in ("inactive", "failed"):
                 server.shell(name=op_name(control, f"Stop {unit} (masked but running)"),
-                             commands=[f"systemctl stop {shlex.quote(unit)}"])
+                             commands=[StringCommand("systemctl stop", QuoteString(unit)).get_raw_value()])
 
 
-def _rule_key(rule: str) -> tuple:
-    """A rule as a comparable value: auditctl -l prints syscall lists in its own order, a key as
-    -F key=..., and directories with a trailing slash."""
-    words = shlex.split(rule)
-    out, i = [], 0
-    while i < len(words):
-        word, value = words[i], (words[i + 1] if i + 1 < len(words) else "")
-        if word == "-S":
-            out += [("-S", s) for s in value.split(",")]
-        elif word == "-F" and value.startswith("key="):
-            out.append(("-k", value[4:]))
-        elif word == "-p":
-            out.append(("-p", "".join(sorted(value))))
-        elif word.startswith("-"):
-            out.append((word, value.rstrip("/") if word == "-w" else value))
-        else:
-            i -= 1
-        i += 2
-    return tuple(sorted(out))
-
-
-def audit_rules(config) -> None:
+def audit_rules(config: HostConfig) -> None:
     data = config.data
-    rules_controls = controls(config, "audit_rules")
-    changed = []
-    if rules_controls:
-        control = rules_controls[0]
-        rules = data["auditd_platform_rules"]
-        watched = [r.split()[r.split().index("-w") + 1] for r in rules if "-w" in r.split()[:-1]]
-        existing = set(host.get_fact(ExistingPaths, paths=watched)) if watched else set()
-        kept = [r for r in rules if "-w" not in r.split()[:-1] or r.split()[r.split().index("-w") + 1] in existing]
-        if kept:
+    facts = host_facts()
+    wanted: list[str] = []
+    if controls(config, "audit_rules"):
+        control = controls(config, "audit_rules")[0]
+        path = data["auditd_platform_rules_file"]
+        rules = data["auditd_platform_rules"]  # validated audit_rule: one line, no shell characters
+        existing = set(facts.get(ExistingPaths, paths=_watched(rules)))
+        wanted = [r for r in rules if "-w" not in r.split()[:-1] or r.split()[r.split().index("-w") + 1] in existing]
+        if wanted:
             text = ("## Managed by hardline (deploys/platform.py, HL-6.1): edit inventory auditd_platform_rules instead.\n"
-                    + "".join(f"{r}\n" for r in kept))
-            written = files.put(name=op_name(control, f"{len(kept)} platform audit rules in {data['auditd_platform_rules_file']}"),
-                                src=io.StringIO(text), dest=data["auditd_platform_rules_file"], user="root", group="root",
-                                mode="640", create_remote_dir=True)
-            loaded = {_rule_key(r) for r in host.get_fact(LoadedAuditRules) or []}
-            missing = [r for r in kept if _rule_key(r) not in loaded]
-            changed.append((written, bool(missing)))
+                    + "".join(f"{r}\n" for r in wanted))
+            managed_file(name=op_name(control, f"{len(wanted)} platform audit rules in {path}"), content=text, dest=path,
+                         mode="640", create_remote_dir=True)
+            audit_rules_loaded(name=f"Load the {len(wanted)} platform audit rules", rules=wanted,
+                               previous=facts.get(FileContents, path=path))
     immutable = [c for c in controls(config, "audit_immutable") if data["auditd_immutable"]]
     if immutable:
-        written = files.put(name=op_name(immutable[0], f"audit rules immutable (-e 2) in {IMMUTABLE_FILE}"),
-                            src=io.StringIO("## Managed by hardline (HL-6.2): rules are immutable until reboot\n-e 2\n"),
-                            dest=IMMUTABLE_FILE, user="root", group="root", mode="640")
-        changed.append((written, host.get_fact(AuditEnabled) != "2"))
-    if not changed:
-        return
-    if host.get_fact(AuditEnabled) == "2":
-        if any(missing for _, missing in changed):
-            host.noop("audit rules are immutable (-e 2) until reboot: the new rules load at the next boot")
-        return
-    # rules missing from the kernel make the load a change by itself (drift shows it as such)
-    condition = {} if any(missing for _, missing in changed) else {"_if": lambda: any(w.did_change() for w, _ in changed)}
-    server.shell(name="Load platform audit rules" + (" and make them immutable" if immutable else ""),
-                 commands=["augenrules --load"], **condition)
+        managed_file(name=op_name(immutable[0], f"audit rules immutable (-e 2) in {IMMUTABLE_FILE}"), dest=IMMUTABLE_FILE,
+                     content="## Managed by hardline (HL-6.2): rules are immutable until reboot\n-e 2\n", mode="640")
+        if facts.get(AuditEnabled) != "2":
+            # after every rule above is loaded: from now on no rule can change until reboot
+            server.shell(name=op_name(immutable[0], "Make the loaded audit rules immutable (auditctl -e 2)"),
+                         commands=["auditctl -e 2"])
 
 
 @deploy("Platform: engine limits, services, packages, audit", data_defaults=DEFAULTS)
-def platform():
+def platform() -> None:
     config = host_config()
+    host_facts().prefetch(needs(config))
     engine_limits(config)
     packages_absent(config)
     services_masked(config)

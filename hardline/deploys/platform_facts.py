@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -36,21 +37,6 @@ class HostLsm(FactBase):
         return {"apparmor": raw.get("apparmor") == "Y" and (not listed or "apparmor" in listed),
                 "selinux": raw.get("selinux") in ("0", "1"), "selinux_config": raw.get("config") == "yes",
                 "enforce": raw.get("selinux", ""), "lsm": listed}
-
-
-class MissingSysctls(FactBase):
-    """Names of the given sysctls that the running kernel does not have (no /proc/sys file)."""
-
-    @override
-    def command(self, keys: list[str]) -> StringCommand:
-        script = 'for k in "$@"; do [ -e "/proc/sys/$(echo "$k" | tr . /)" ] || echo "$k"; done; true'
-        return StringCommand("sh -c", QuoteString(script), "_", *_args(keys))
-
-    @override
-    def process(self, output: list[str]) -> list[str]:
-        return [line for line in output if line]
-
-    default = list
 
 
 class LoadedModules(FactBase):
@@ -118,9 +104,10 @@ class BootLoader(FactBase):
             return None
         tools = raw["tools"]
         kind = "grubby" if "grubby" in tools and "/grub2/" in raw["cfg"] else "grub"
+        cfg = shlex.quote(raw["cfg"])
         mkconfig = ("update-grub" if "update-grub" in tools else
-                    f"grub-mkconfig -o {raw['cfg']}" if "grub-mkconfig" in tools else
-                    f"grub2-mkconfig -o {raw['cfg']}" if "grub2-mkconfig" in tools else None)
+                    f"grub-mkconfig -o {cfg}" if "grub-mkconfig" in tools else
+                    f"grub2-mkconfig -o {cfg}" if "grub2-mkconfig" in tools else None)
         return {"kind": kind, "cfg": raw["cfg"], "mkconfig": mkconfig, "args": raw.get("args", "").split()[2:],
                 "running": raw.get("running", "").split()}
 
@@ -144,7 +131,8 @@ class UnitStates(FactBase):
     def process(self, output: list[str]) -> list[dict[str, str]] | None:
         if output and output[0] == "@@NOSYSTEMD":
             return None
-        blocks, current = [], {}
+        blocks: list[dict[str, str]] = []
+        current: dict[str, str] = {}
         for line in output + [""]:
             if not line.strip():
                 if current:

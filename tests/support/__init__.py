@@ -4,6 +4,9 @@
   directory and network namespace (:class:`DockerDaemon`, :class:`DaemonFactory`).
 * :mod:`.images` — an offline busybox image (:func:`import_busybox`).
 * :mod:`.sshd` — a throw-away OpenSSH server on 127.0.0.1 (:class:`SshServer`).
+* :mod:`.fleet` — 50 real SSH hosts in network/mount namespaces and cgroups of their own
+  (:class:`~tests.support.fleet.Fleet`; :mod:`.fleet_state` says what each host is and the
+  verdicts it must get, :mod:`.fleet_run` runs hardline/pyinfra against it).
 * :mod:`.fixtures` — pytest fixtures; register with
   ``pytest_plugins = ["tests.support.fixtures"]``.
 """

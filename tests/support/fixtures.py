@@ -7,6 +7,8 @@ Register in the root conftest with ``pytest_plugins = ["tests.support.fixtures"]
   ``factory({"icc": False})`` to get a started daemon; all are stopped and
   their directories removed at teardown.
 * ``sshd`` (session): a started :class:`~tests.support.sshd.SshServer`.
+* ``ssh_fleet`` (session): a started 50-host :class:`~tests.support.fleet.Fleet` (about 10 s
+  to start, 5 s to stop, ~1.5 GB while it runs).
 * ``busybox_image`` (session): callable ``(daemon, tag=DEFAULT_TAG, **kw) ->
   tag`` importing a once-built busybox rootfs into ``daemon`` (idempotent).
 
@@ -27,7 +29,7 @@ from .daemons import DaemonFactory, DockerDaemon, missing_prerequisites, reap_st
 from .images import DEFAULT_TAG, BusyboxUnavailable, busybox_rootfs_tar, import_busybox
 from .sshd import SSHD, SshServer
 
-__all__ = ["busybox_image", "daemon_factory", "session_daemon_factory", "sshd"]
+__all__ = ["busybox_image", "daemon_factory", "session_daemon_factory", "ssh_fleet", "sshd"]
 
 
 _reaped = False
@@ -76,6 +78,21 @@ def sshd() -> Iterator[SshServer]:
         _unavailable("needs root, /usr/sbin/sshd and ssh-keygen")
     with SshServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def ssh_fleet():
+    """50 real SSH hosts (tests/support/fleet.py), shared by the fleet and SSH-variant tests."""
+    from .fleet import Fleet, fleet_prerequisites
+    from .fleet_sys import reap_stale as reap_stale_fleets
+
+    reason = fleet_prerequisites()
+    if reason:
+        _unavailable(reason)
+    reap_stale_fleets()
+    # HARDLINE_FLEET_SIZE (>= 10) shrinks it while developing; the tests pick hosts by kind
+    with Fleet(size=int(os.environ.get("HARDLINE_FLEET_SIZE", "50"))) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="session")

@@ -53,13 +53,46 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import functools
+
+import paramiko
 import testinfra
 import testinfra.host
-from hardline.benchmarks.connect import StrictParamikoBackend
+from testinfra.backend.paramiko import ParamikoBackend
 
 from .daemons import descendants, kill_and_wait, set_parent_death_signal, tail
 
-__all__ = ["SSHD", "SshServer", "SshStartError", "StrictParamikoBackend"]
+__all__ = ["SSHD", "SshServer", "SshStartError", "StrictParamikoBackend", "pyinfra_ssh_data", "strict_testinfra_host"]
+
+
+class StrictParamikoBackend(ParamikoBackend):
+    """testinfra paramiko backend that checks host keys like OpenSSH/pyinfra do (test support:
+    hardline itself reaches hosts through pyinfra's connectors)."""
+
+    def __init__(self, hostspec: str, *, known_hosts: str | None = None, strict: str = "accept-new", **kwargs: Any):
+        super().__init__(hostspec, **kwargs)
+        self.known_hosts = known_hosts
+        self.strict = strict
+
+    @functools.cached_property
+    def client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        try:
+            client.load_system_host_keys()
+        except (OSError, paramiko.SSHException):
+            pass
+        if self.known_hosts:
+            client.load_host_keys(self.known_hosts)
+        # a changed key is always refused by paramiko (BadHostKeyException); this is for unknown ones
+        accept_unknown = self.strict in ("no", "off", "accept-new", "false")
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if accept_unknown else paramiko.RejectPolicy())
+        client.connect(
+            hostname=self.host.name, port=int(self.host.port or 22), username=self.host.user,
+            key_filename=self.ssh_identity_file, timeout=self.timeout,
+            allow_agent=self.ssh_identity_file is None, look_for_keys=self.ssh_identity_file is None,
+        )
+        return client
+
 
 SSHD = os.environ.get("HL_SSHD", "/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")
@@ -95,6 +128,32 @@ def _banner_ok(port: int) -> bool:
             return sock.recv(64).startswith(b"SSH-")
     except OSError:
         return False
+
+
+def pyinfra_ssh_data(port: int, key: Path, known_hosts: Path, **extra: Any) -> dict[str, Any]:
+    """pyinfra host data for root on 127.0.0.1:``port``: this key only, host key checked."""
+    return {
+        "ssh_hostname": LOOPBACK,
+        "ssh_port": port,
+        "ssh_user": "root",
+        "ssh_key": str(key),
+        "ssh_known_hosts_file": str(known_hosts),
+        "ssh_strict_host_key_checking": "yes",
+        "ssh_allow_agent": False,
+        "ssh_look_for_keys": False,
+        **extra,
+    }
+
+
+def strict_testinfra_host(port: int, key: Path, known_hosts: str | os.PathLike[str]) -> Any:
+    """A testinfra Host for root on 127.0.0.1:``port`` over :class:`StrictParamikoBackend`."""
+    backend = StrictParamikoBackend(
+        f"root@{LOOPBACK}:{port}",  # backends take the spec without "paramiko://"
+        known_hosts=str(known_hosts), strict="yes", ssh_identity_file=str(key),
+    )
+    host = testinfra.host.Host(backend)
+    backend.set_host(host)
+    return host
 
 
 class SshServer:
@@ -190,14 +249,8 @@ class SshServer:
         """
         if not strict:
             return testinfra.get_host(self.testinfra_url, ssh_identity_file=str(self.client_key))
-        backend = StrictParamikoBackend(
-            f"root@{LOOPBACK}:{self.port}",  # backends take the spec without "paramiko://"
-            known_hosts=str(known_hosts or self.known_hosts), strict="yes",
-            ssh_identity_file=str(self.client_key),
-        )
-        host = testinfra.host.Host(backend)
-        backend.set_host(host)
-        return host
+        assert self.port is not None
+        return strict_testinfra_host(self.port, self.client_key, known_hosts or self.known_hosts)
 
     def ssh_argv(self, *remote_command: str) -> list[str]:
         """argv for the OpenSSH client, strict host-key checking, no agent/prompts."""
@@ -215,17 +268,8 @@ class SshServer:
         in (e.g. per-host data the deploy needs).
         """
         del name  # the data is the same for every inventory name
-        return {
-            "ssh_hostname": LOOPBACK,
-            "ssh_port": self.port,
-            "ssh_user": "root",
-            "ssh_key": str(self.client_key),
-            "ssh_known_hosts_file": str(self.known_hosts),
-            "ssh_strict_host_key_checking": "yes",
-            "ssh_allow_agent": False,
-            "ssh_look_for_keys": False,
-            **extra,
-        }
+        assert self.port is not None
+        return pyinfra_ssh_data(self.port, self.client_key, self.known_hosts, **extra)
 
     def pyinfra_host(self, name: str, **extra: Any) -> tuple[str, dict[str, Any]]:
         """An inventory entry ``(name, data)``."""

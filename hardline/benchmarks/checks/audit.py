@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 from typing import Any
 
 from hardline.benchmarks.checks.targets import resolve
-from hardline.benchmarks.facts import HostFacts
+from hardline.benchmarks.gather.core import HostFacts
 from hardline.results import FAIL, PASS, SKIP, Verdict
 
 REQUIRED_PERMS = set("wa")  # writes and attribute changes are what an auditor must see
@@ -15,20 +16,10 @@ REQUIRED_PERMS = set("wa")  # writes and attribute changes are what an auditor m
 def watched(rules: list[str], path: str) -> str | None:
     """The rule (auditctl syntax) that watches path for writes and attribute changes, if any."""
     for rule in rules:
-        try:
-            words = shlex.split(rule, comments=True)
-        except ValueError:
+        parsed = _parse_rule(rule)
+        if parsed is None:
             continue
-        if not words:
-            continue
-        opts: dict[str, str] = {}
-        fields: dict[str, str] = {}
-        for flag, value in zip(words, words[1:] + [""]):
-            if flag in ("-w", "-p", "-k"):
-                opts[flag] = value
-            elif flag == "-F" and "=" in value:
-                name, _, val = value.partition("=")
-                fields[name] = val
+        opts, fields = parsed
         if opts.get("-w", "").rstrip("/") == path.rstrip("/"):
             perms = set(opts.get("-p", "rwxa"))  # auditctl's default for a watch is rwxa
         elif (fields.get("path") or fields.get("dir", "")).rstrip("/") == path.rstrip("/"):
@@ -38,6 +29,27 @@ def watched(rules: list[str], path: str) -> str | None:
         if REQUIRED_PERMS <= perms:
             return rule.strip()
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_rule(rule: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(-w/-p/-k options, -F fields) of one rule; None for a blank or unparseable line. Cached:
+    every audit check reads every rule of every host, and most hosts share their rules."""
+    try:
+        words = shlex.split(rule, comments=True)
+    except ValueError:
+        return None
+    if not words:
+        return None
+    opts: dict[str, str] = {}
+    fields: dict[str, str] = {}
+    for flag, value in zip(words, words[1:] + [""]):
+        if flag in ("-w", "-p", "-k"):
+            opts[flag] = value
+        elif flag == "-F" and "=" in value:
+            name, _, val = value.partition("=")
+            fields[name] = val
+    return opts, fields
 
 
 def check_audit_watch(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:

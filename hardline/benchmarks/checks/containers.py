@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hardline.benchmarks.facts import FactError, HostFacts, effective
+from hardline.benchmarks.gather.core import FactError, HostFacts
+from hardline.benchmarks.gather.docker import effective
 from hardline.results import ERROR, FAIL, MANUAL, PASS, SKIP, Verdict
 
 NO_CONTAINERS = "no running containers"
@@ -57,13 +58,16 @@ class Container:
 
 
 def running(facts: HostFacts) -> list[Container]:
-    procs = facts.need("container_procs")
-    out = []
-    for raw in facts.need("containers"):
-        if not (raw.get("State") or {}).get("Running"):
-            continue
-        out.append(Container(raw, procs["init"].get(raw["_pid"]), procs["processes"].get(raw["Id"], [])))
-    return sorted(out, key=lambda c: c.name)
+    """The running containers, by name (built once per host: some thirty checks read them)."""
+    if "running_containers" not in facts.values:
+        procs = facts.need("container_procs")
+        out = []
+        for raw in facts.need("containers"):
+            if not (raw.get("State") or {}).get("Running"):
+                continue
+            out.append(Container(raw, procs["init"].get(raw["_pid"]), procs["processes"].get(raw["Id"], [])))
+        facts.values["running_containers"] = sorted(out, key=lambda c: c.name)
+    return list(facts.values["running_containers"])
 
 
 def per_container(facts: HostFacts, expected: str, judge: Callable[[Container], tuple[bool, str]],
@@ -71,7 +75,7 @@ def per_container(facts: HostFacts, expected: str, judge: Callable[[Container], 
     """Judge every running container: (ok, found). A failing verdict gets the fix as evidence."""
     containers = running(facts)
     if not containers:
-        return [Verdict(PASS, expected=expected, found=NO_CONTAINERS)]
+        return [Verdict(SKIP, expected=expected, found=NO_CONTAINERS + ": nothing to judge")]
     verdicts = []
     for c in containers:
         try:
@@ -478,7 +482,7 @@ def check_exec_audit(params: dict[str, Any], facts: HostFacts, data: dict[str, A
     """params flag: privileged (5.23) or root (5.24). Reads the EXECVE records that the audit rule
     on the docker client (key auditd_exec_key) left; SKIP with the reason when there is no trail."""
     key = data["auditd_exec_key"]
-    audit = facts.values.get("exec_audit") or {"rc": 127, "out": "", "err": "not gathered"}
+    audit = facts.need("exec_audit")  # ERROR when the search was stopped (hardline_command_timeout)
     rules = facts.values.get("audit_rules") or []
     cli = facts.values.get("docker_cli")
     ruled = [r for r in rules if f"key={key}" in r or f"-k {key}" in r]

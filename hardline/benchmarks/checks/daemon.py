@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hardline.benchmarks.facts import HostFacts, effective
-from hardline.results import FAIL, PASS, Verdict
+from hardline.benchmarks.gather.core import HostFacts
+from hardline.benchmarks.gather.docker import effective
+from hardline.results import FAIL, PASS, SKIP, Verdict
 
 
 def _show(value: Any) -> str:
@@ -45,8 +46,27 @@ def _expectation(key: str, op: str, want: Any) -> str:
     }[op]
 
 
+# Spellings dockerd treats as the same value: userns-remap "default" is the dockremap user.
+SAME_AS = {"userns-remap": {"default": "dockremap", "dockremap:dockremap": "dockremap"}}
+
+
+def _normal(key: str, value: Any) -> Any:
+    return SAME_AS.get(key, {}).get(value, value) if isinstance(value, str) else value
+
+
+def _differs(key: str, actual: Any, inventory: Any) -> str:
+    """The note of a passing value that is not the inventory's (drift lists it), or ''."""
+    if actual == inventory or (actual in (None, "") and inventory in (None, "")):
+        return ""
+    if _normal(key, actual) == _normal(key, inventory):
+        return f"differs from inventory only in spelling: {key} = {_show(actual)}, inventory says {_show(inventory)}"
+    return f"differs from inventory: {key} = {_show(actual)}, inventory says {_show(inventory)}"
+
+
 def check_daemon_option(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:
-    """The running daemon's value of params key satisfies params op/value (and not_in, if any)."""
+    """The running daemon's value of params key satisfies the benchmark's requirement, params
+    op/value (and not_in, if any). ``set`` is the inventory's choice, what the deploy writes: a
+    passing value other than it is PASS with a "differs from inventory" note, never a FAIL."""
     eff = effective(facts)
     key, op, want = params["key"], params["op"], params.get("value")
     actual = eff.get(key)
@@ -63,13 +83,14 @@ def check_daemon_option(params: dict[str, Any], facts: HostFacts, data: dict[str
         if bridge is not None:
             evidence.append(f"default bridge network reports enable_icc={bridge}")
             ok = ok and (bridge == "false") == (want is False)
-    if key == "userns-remap" and ok and want:
+    if key == "userns-remap" and ok and actual:
         security = facts.need("info").get("SecurityOptions") or []
         if "name=userns" not in security:
             ok = False
             evidence.append(f"docker info SecurityOptions {security} lacks name=userns: remapping is not active")
     found = f"{key} = {_show(actual)} ({eff.source(key)})"
-    return Verdict(PASS if ok else FAIL, expected=expected, found=found, evidence=evidence)
+    differs = _differs(key, actual, params["set"]) if ok and "set" in params else ""
+    return Verdict(PASS if ok else FAIL, expected=expected, found=found, evidence=evidence, differs=differs)
 
 
 def check_daemon_tls(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:
@@ -79,7 +100,8 @@ def check_daemon_tls(params: dict[str, Any], facts: HostFacts, data: dict[str, A
     tcp = [h for h in hosts if h.startswith("tcp://")]
     expected = "TCP listeners require tlsverify with tlscacert, tlscert and tlskey"
     if not tcp:
-        return Verdict(PASS, expected=expected, found=f"no TCP listener (hosts: {_show(hosts or ['default unix socket'])})")
+        return Verdict(SKIP, expected=expected, found=f"no TCP listener, nothing to judge (hosts: "
+                       f"{_show(hosts or ['default unix socket'])})")
     missing = [k for k in ("tlscacert", "tlscert", "tlskey") if not eff.get(k)]
     problems = []
     if eff.get("tlsverify") is not True:

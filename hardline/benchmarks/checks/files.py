@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hardline.benchmarks.checks.targets import resolve
-from hardline.benchmarks.facts import HostFacts
+from hardline.benchmarks.gather.core import HostFacts
 from hardline.results import FAIL, PASS, SKIP, Verdict
 
 

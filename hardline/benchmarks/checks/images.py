@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hardline.benchmarks.facts import HostFacts
-from hardline.results import FAIL, MANUAL, PASS, Verdict
+from hardline.benchmarks.gather.core import HostFacts
+from hardline.results import FAIL, MANUAL, PASS, SKIP, Verdict
 
 
 def image_subject(image: dict[str, Any]) -> str:
@@ -20,7 +20,7 @@ def check_image_healthcheck(params: dict[str, Any], facts: HostFacts, data: dict
     images = facts.need("images")
     expected = "a HEALTHCHECK instruction in the image"
     if not images:
-        return [Verdict(PASS, expected=expected, found="no images on this host")]
+        return [Verdict(SKIP, expected=expected, found="no images on this host: nothing to judge")]
     verdicts = []
     for image in sorted(images, key=image_subject):
         test = ((image.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hardline.benchmarks.facts import SYSCTL_DIRS, HostFacts
-from hardline.results import FAIL, PASS, Verdict
+from hardline.benchmarks.gather.core import HostFacts
+from hardline.benchmarks.gather.host import SYSCTL_DIRS
+from hardline.results import FAIL, PASS, SKIP, Verdict
 
 
 def persisted_values(files: dict[str, str]) -> dict[str, tuple[str, str]]:
@@ -33,6 +34,8 @@ def persisted_values(files: dict[str, str]) -> dict[str, tuple[str, str]]:
 
 def check_sysctl(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:
     settings = {k: str(v) for k, v in params["settings"].items()}
+    if not settings:
+        return Verdict(SKIP, found="not asked: sysctl_settings is empty")
     runtime = facts.need("sysctl_runtime")
     persisted = persisted_values(facts.need("sysctl_files"))
     problems = []

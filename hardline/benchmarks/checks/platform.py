@@ -1,6 +1,6 @@
 """Platform checks (HL- controls): kernel modules, boot parameters, AppArmor, SELinux, cgroups,
 unneeded packages and services, platform audit rules. They read the facts gathered by
-benchmarks/platform_facts.py (round 1) and never the host directly.
+hardline.benchmarks.gather.platform and never the host directly.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import shlex
 from typing import Any
 
 from hardline.benchmarks.checks.containers import per_container
-from hardline.benchmarks.facts import HostFacts, effective
+from hardline.benchmarks.gather.core import HostFacts
+from hardline.benchmarks.gather.docker import effective
 from hardline.results import ERROR, FAIL, PASS, SKIP, Verdict
 
 HARDLINE_MARK = "Managed by hardline"
@@ -215,7 +216,7 @@ def check_selinux(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]
     booleans = facts.need("selinux_booleans")
     wanted = params["booleans"]
     if not wanted:
-        return Verdict(PASS, expected="the booleans of selinux_booleans", found="selinux_booleans is empty")
+        return Verdict(SKIP, expected="the booleans of selinux_booleans", found="not asked: selinux_booleans is empty")
     problems = [f"{name} is {booleans.get(name, 'unknown')}, want {want}" for name, want in sorted(wanted.items())
                 if booleans.get(name) != want]
     return Verdict(FAIL if problems else PASS, expected=", ".join(f"{k}={v}" for k, v in sorted(wanted.items())),
@@ -234,7 +235,8 @@ def check_cgroup_version(params: dict[str, Any], facts: HostFacts, data: dict[st
     info_version = (facts.values.get("info") or {}).get("CgroupVersion")
     evidence = [f"docker info CgroupVersion {info_version}"] if info_version else []
     if not params["v2"]:
-        return Verdict(PASS, expected="any (kernel_cgroup_v2: false)", found=f"cgroup {version}", evidence=evidence)
+        return Verdict(SKIP, expected="any (kernel_cgroup_v2: false)", found=f"not asked (kernel_cgroup_v2: false); "
+                       f"the host runs cgroup {version}", evidence=evidence)
     ok = version.startswith("v2")
     return Verdict(PASS if ok else FAIL, expected="cgroup v2 (unified hierarchy)", found=f"cgroup {version}"
                    + ("" if ok else "; boot with systemd.unified_cgroup_hierarchy=1 (HL-1.3)"), evidence=evidence)
@@ -327,6 +329,8 @@ def check_engine_limits(params: dict[str, Any], facts: HostFacts, data: dict[str
 # ---- packages and services ----------------------------------------------------------------------
 
 def check_packages_absent(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:
+    if not params["packages"]:
+        return Verdict(SKIP, found="not asked: platform_packages_absent is empty")
     packages = facts.need("packages")
     installed = sorted(p for p, status in packages.items() if status.split()[-1:] in (["installed"], ["unpacked"],
                                                                                      ["half-configured"]))

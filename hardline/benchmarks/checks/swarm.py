@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from hardline.benchmarks.facts import HostFacts
+from hardline.benchmarks.gather.core import HostFacts
 from hardline.results import FAIL, PASS, SKIP, Verdict
 
 
@@ -80,7 +80,7 @@ def check_swarm(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) 
     if rule == "overlay_encrypted":
         networks = facts.need("overlay_networks")
         if not networks:
-            return Verdict(PASS, expected="every overlay network encrypted", found="no overlay networks")
+            return Verdict(SKIP, expected="every overlay network encrypted", found="no overlay networks: nothing to judge")
         verdicts = []
         for net in sorted(networks, key=lambda n: n.get("Name", "")):
             on = "encrypted" in (net.get("Options") or {})

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.facts import UNIT_DIRS, FactError, HostFacts, effective
+from hardline.benchmarks.gather.core import FactError, HostFacts
+from hardline.benchmarks.checks.kubetargets import resolve_k8s
+from hardline.benchmarks.gather.docker import UNIT_DIRS, effective
 
 
 def resolve(target: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> tuple[list[str], str]:
+    if {"k8s_file", "k8s_dir", "k8s_glob"} & set(target):
+        return resolve_k8s(target, facts)
     if "path" in target:
         return [target["path"]], ""
     if "binary" in target:

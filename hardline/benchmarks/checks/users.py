@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.facts import HostFacts
+from hardline.benchmarks.gather.core import HostFacts
 from hardline.results import FAIL, PASS, Verdict
 
 

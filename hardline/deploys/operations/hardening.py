@@ -5,53 +5,73 @@ from __future__ import annotations
 import difflib
 import io
 import json
-import shlex
 from typing import Any
 
 import click
 import jinja2
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
+from pyinfra.api.command import QuoteString
 from pyinfra.operations import files
 
 from hardline.deploys.common import TEMPLATES
-from hardline.deploys.facts import DaemonJson, PathStat
+from hardline.deploys.facts import DaemonJson, GroupMembers
+from hardline.deploys.gather import host_facts
 
 DAEMON_JSON_TEMPLATE = TEMPLATES / "etc/docker/daemon.json.j2"
 
 
 @operation()
-def permissions(path: str, owner: str | None = None, group: str | None = None, max_mode: str | None = None):
+def permissions(path: str, stat: dict[str, Any] | None, owner: str | None = None, group: str | None = None,
+                max_mode: str | None = None):
     """
     Tighten ownership and permission bits of an existing path; never loosens, never creates.
 
-    + path: file, directory or socket to fix (absent paths are left alone)
+    + path: file, directory or socket to fix
+    + stat: its gathered owner, group and mode (PathStat, UnitFile or GlobStats); None: absent, left alone
     + owner: user that must own the path
     + group: group that must own the path
     + max_mode: octal string; bits outside it are removed (chmod to current & max_mode)
+    + stat: its owner, group and mode as already gathered (None: absent); read here when not given
 
     **Example:**
 
     .. code:: python
 
-        permissions(name="[3.16] docker.sock 660", path="/run/docker.sock", owner="root",
-                    group="docker", max_mode="660")
+        permissions(name="[3.16] docker.sock 660", path="/run/docker.sock", owner="root", group="docker",
+                    max_mode="660", stat=host_facts().get(PathStat, path="/run/docker.sock"))
     """
-    stat = host.get_fact(PathStat, path=path)
     if stat is None:
         host.noop(f"{path} does not exist")
         return
     changed = False
     if (owner and stat["owner"] != owner) or (group and stat["group"] != group):
-        yield StringCommand("chown", f"{owner or stat['owner']}:{group or stat['group']}", shlex.quote(path))
+        yield StringCommand("chown", QuoteString(f"{owner or stat['owner']}:{group or stat['group']}"), QuoteString(path))
         changed = True
     if max_mode is not None:
         limit = int(str(max_mode), 8)
         if stat["mode"] & ~limit:
-            yield StringCommand("chmod", f"{stat['mode'] & limit:o}", shlex.quote(path))
+            yield StringCommand("chmod", f"{stat['mode'] & limit:o}", QuoteString(path))
             changed = True
     if not changed:
         host.noop(f"{path} is {stat['owner']}:{stat['group']} {stat['mode']:o}")
+
+
+@operation()
+def group_members_only(group: str, allowed: list[str]):
+    """
+    Nobody but the allowed users in a group: any other member is removed with gpasswd.
+
+    + group: the group (absent: nothing to do)
+    + allowed: users who may stay
+    """
+    members = host_facts().get(GroupMembers, group=group) or []
+    extra = sorted(set(members) - set(allowed))
+    if not extra:
+        host.noop(f"group {group}: {', '.join(members) or 'no members'}")
+        return
+    for user in extra:
+        yield StringCommand("gpasswd -d", QuoteString(user), QuoteString(group))
 
 
 def render_daemon_json(settings: dict[str, Any]) -> str:
@@ -122,7 +142,7 @@ def daemon_json(path: str, settings: dict[str, Any], service: str = "docker", so
         daemon_json(name="Docker daemon.json", path="/etc/docker/daemon.json",
                     settings={"icc": False, "live-restore": True})
     """
-    current = host.get_fact(DaemonJson, path=path)
+    current = host_facts().get(DaemonJson, path=path)
     if current == settings:
         host.noop(f"{path} already has the desired settings")
         return
@@ -132,5 +152,5 @@ def daemon_json(path: str, settings: dict[str, Any], service: str = "docker", so
     click.echo(diff, err=True)
     staged = f"{path}.hardline-new"
     yield from files.put._inner(src=io.StringIO(new), dest=staged, user="root", group="root", mode="644")
-    yield StringCommand("sh -c", shlex.quote(_SWAP_AND_RESTART), "hardline", shlex.quote(staged),
-                        shlex.quote(path), shlex.quote(service), str(restart_timeout), shlex.quote(socket))
+    yield StringCommand("sh -c", QuoteString(_SWAP_AND_RESTART), "hardline", QuoteString(staged), QuoteString(path),
+                        QuoteString(service), str(int(restart_timeout)), QuoteString(socket))
