@@ -23,17 +23,19 @@ INVENTORY = "inventories/lab.py"
 pytestmark = pytest.mark.lab
 
 TAMPER = {
-    # what is done on the VM -> (operation the deploy would run, control that no longer passes)
+    # what is done on the VM -> (operation the deploy would run, key of the control that no longer passes)
     "daemon.json: icc set to true": (
         "python3 -c \"import json; p = '/etc/docker/daemon.json'; d = json.load(open(p)); d['icc'] = True; "
         "open(p, 'w').write(json.dumps(d, indent=2))\"",
-        "Docker daemon | [cis-docker 2.x] daemon.json: ", "2.2"),
+        "Docker daemon | [cis-docker:1.6.0:2.x] daemon.json: ", "cis-docker:1.6.0:2.2"),
     "daemon.json mode 666": (
         "chmod 666 /etc/docker/daemon.json",
-        "Docker file permissions | [cis-docker 3.18] /etc/docker/daemon.json mode 644 or stricter", "3.18"),
+        "Docker file permissions | [cis-docker:1.6.0:3.18] /etc/docker/daemon.json mode 644 or stricter",
+        "cis-docker:1.6.0:3.18"),
     "sysctl send_redirects=1": (
         "sysctl -qw net.ipv4.conf.all.send_redirects=1",
-        "Kernel parameters | [cis-docker HL-1.1] sysctl net.ipv4.conf.all.send_redirects=0", "HL-1.1"),
+        "Kernel parameters | [hardline-platform:1:HL-1.1] sysctl net.ipv4.conf.all.send_redirects=0",
+        "hardline-platform:1:HL-1.1"),
 }
 
 
@@ -95,12 +97,12 @@ def test_drift_names_exactly_the_tampering(scenario):
 def test_drift_reports_for_ci(scenario):
     out = scenario["out"]
     html = (out / "tampered.html").read_text()
-    assert 'id="drift"' in html and 'id="changes-newly-failing"' in html and "[cis-docker 3.18]" in html
+    assert 'id="drift"' in html and 'id="changes-newly-failing"' in html and "[cis-docker:1.6.0:3.18]" in html
     suites = {s.get("name"): s for s in ET.parse(out / "tampered.xml").iter("testsuite")}
     drift_suite = suites["drift (pyinfra dry run)"]
     assert drift_suite.get("failures") == "1"
     failure = drift_suite.find("testcase").find("failure")
-    assert failure is not None and "[cis-docker HL-1.1]" in failure.text
+    assert failure is not None and "[hardline-platform:1:HL-1.1]" in failure.text
     statuses = {p.get("value") for c in ET.parse(out / "tampered.xml").iter("testcase") for p in c.iter("property")
                 if p.get("name") == "status"}
     assert "FAIL" in statuses
