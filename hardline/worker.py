@@ -120,7 +120,7 @@ def _patch_for_gevent() -> None:
 
 
 def _inventory(request: dict[str, Any], out) -> None:
-    from hardline.inventory import read_inventory
+    from hardline.inventory_pyinfra import read_inventory
 
     try:
         os.chdir(request["cwd"])

@@ -10,7 +10,8 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.util import get_template
 
 from hardline.catalog import Control, defaults
-from hardline.inventory import HostConfig, InventoryError, applicable_catalogs, check_host, pyinfra_sources
+from hardline.inventory import HostConfig, InventoryError, applicable_catalogs, check_host
+from hardline.inventory_pyinfra import pyinfra_sources
 from hardline.paths import TEMPLATES
 
 DEFAULTS = defaults()  # handed to pyinfra as data_defaults: host > group > these
