@@ -216,7 +216,7 @@ def version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.-]", version))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available() -> dict[str, tuple[str, ...]]:
     """Every benchmark and its versions on disk, oldest first. A benchmark written for component
     versions is ordered by them, not by its own number: CIS Kubernetes 1.20 (for Kubernetes
@@ -230,7 +230,7 @@ def available() -> dict[str, tuple[str, ...]]:
     return {b: tuple(v for _, v in sorted(vs)) for b, vs in sorted(found.items())}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_catalog(benchmark: str = "cis-docker", version: str | None = None) -> Catalog:
     """Load and structurally check one benchmark version (the newest when version is None)."""
     versions = available().get(benchmark)
@@ -283,7 +283,7 @@ class Tunable:
     doc: str
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tunables() -> dict[str, Tunable]:
     """Every inventory variable hardline reads, from defaults.yml."""
     raw = _yaml(DEFAULTS_FILE)
@@ -298,7 +298,7 @@ def defaults() -> dict[str, Any]:
 LAYOUT_DIR = CATALOG_DIR / "layouts"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kubernetes_layouts() -> dict[str, dict[str, Any]]:
     """Every Kubernetes node layout (hardline/catalogs/layouts/<name>.yml) by name, in the order
     auto-detection tries them (kubeadm first: the layout the benchmark is written for)."""

@@ -16,8 +16,19 @@ from pathlib import Path
 
 from hardline.catalog import ROLES
 from hardline.results import (
-    ERROR, FAIL, STATUSES, RunResults, ResultsFileError, counts, gate, gated_exit_code, host_scores,
-    load_json, merge_runs, score, write_json,
+    ERROR,
+    FAIL,
+    STATUSES,
+    ResultsFileError,
+    RunResults,
+    counts,
+    gate,
+    gated_exit_code,
+    host_scores,
+    load_json,
+    merge_runs,
+    score,
+    write_json,
 )
 
 EXIT_USAGE = 4
@@ -112,7 +123,7 @@ def _progress(quiet: bool, total: int = 0):
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
 def _load_previous(path: str | None) -> RunResults | None:

@@ -17,9 +17,10 @@ import datetime as dt
 import difflib
 import fnmatch
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hardline import validate
 from hardline.catalog import ROLES, Catalog, Control, available, defaults, load_catalog, tunables

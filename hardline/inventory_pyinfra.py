@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def _group_source(inventory_file: Path, group: str) -> str:
     for folder in (Path.cwd() / "group_data", inventory_file.parent / "group_data"):
         candidate = folder / f"{group}.py"

@@ -35,8 +35,22 @@ import jinja2
 from hardline import report_data
 from hardline.paths import TEMPLATES
 from hardline.results import (
-    ERROR, FAIL, PASS, STATUSES, WAIVED, Comparison, Result, RunResults, Score, compare, control_sort_key,
-    control_statuses, counts, fold, result_sort_key, score,
+    ERROR,
+    FAIL,
+    PASS,
+    STATUSES,
+    WAIVED,
+    Comparison,
+    Result,
+    RunResults,
+    Score,
+    compare,
+    control_sort_key,
+    control_statuses,
+    counts,
+    fold,
+    result_sort_key,
+    score,
 )
 
 TEMPLATE_DIR = TEMPLATES / "report"

@@ -29,9 +29,10 @@ import json
 import re
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 PASS, FAIL, ERROR, SKIP, MANUAL, WAIVED = "PASS", "FAIL", "ERROR", "SKIP", "MANUAL", "WAIVED"
 STATUSES = (PASS, FAIL, ERROR, SKIP, MANUAL, WAIVED)
@@ -119,7 +120,7 @@ class Result:
         return out
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "Result":
+    def from_dict(cls, raw: dict[str, Any]) -> Result:
         known = {f.name for f in fields(cls)}
         result = cls(**{k: v for k, v in raw.items() if k in known})
         if not result.benchmark_version and result.benchmark == "cis-docker":
@@ -158,7 +159,7 @@ def control_sort_key(control_id: str) -> tuple:
     return (own,) + tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.-]", control_id.removeprefix("HL-")))
 
 
-def result_sort_key(r: "Result") -> tuple:
+def result_sort_key(r: Result) -> tuple:
     return (r.host, control_sort_key(r.control_key), r.subject)
 
 
@@ -270,7 +271,7 @@ def inventory_fingerprint(inventory_file: str | Path) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
 @dataclass
@@ -286,7 +287,7 @@ class RunResults:
     @classmethod
     def new(cls, results: list[Result], *, started: str, finished: str | None = None, duration: float = 0.0,
             inventory: str | Path | None = None, hosts: list[str] | None = None, command: list[str] | None = None,
-            sections: list[str] | None = None, level: int | None = None, label: str = "") -> "RunResults":
+            sections: list[str] | None = None, level: int | None = None, label: str = "") -> RunResults:
         from hardline import __version__
 
         benchmarks = benchmarks_of(results)

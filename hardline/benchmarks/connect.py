@@ -13,8 +13,9 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hardline import worker
 from hardline.benchmarks.gather.core import HostFacts

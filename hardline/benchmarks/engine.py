@@ -9,8 +9,8 @@ Example::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from hardline.benchmarks import select
 from hardline.benchmarks.checks import KINDS
@@ -19,7 +19,7 @@ from hardline.benchmarks.gather.core import FactError, HostFacts
 from hardline.benchmarks.select import Selection
 from hardline.catalog import Catalog, Control, version_key
 from hardline.inventory import HostConfig
-from hardline.results import ERROR, FAIL, MANUAL, PASS, SKIP, WAIVED, Result, Verdict
+from hardline.results import ERROR, FAIL, MANUAL, SKIP, WAIVED, Result, Verdict
 
 CLUSTER_PREFIX = "cluster/"  # results of cluster-scoped controls are reported for "cluster/<name>"
 

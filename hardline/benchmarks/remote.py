@@ -25,11 +25,10 @@ verifies many times pays its start-up once):
 
 from __future__ import annotations
 
-import os
 import pickle
-import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _SESSIONS: dict[str, Any] = {}  # connected hosts kept between "run" requests
 

@@ -11,8 +11,9 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from hardline.benchmarks.checks import KINDS
 from hardline.benchmarks.gather.core import FactError, HostFacts

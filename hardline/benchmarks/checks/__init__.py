@@ -10,11 +10,25 @@ host gathers only what its selected controls need; ``paths(params)`` names files
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from hardline.benchmarks.checks import (audit, containers, daemon, files, images, kernel, kubeflags, kubelet, kubepods,
-                                        kuberbac, platform, swarm, users)
+from hardline.benchmarks.checks import (
+    audit,
+    containers,
+    daemon,
+    files,
+    images,
+    kernel,
+    kubeflags,
+    kubelet,
+    kubepods,
+    kuberbac,
+    platform,
+    swarm,
+    users,
+)
 
 EFFECTIVE = frozenset({"dockerd", "info", "daemon_json"})  # the running daemon's effective config
 RUNNING = frozenset({"containers", "container_procs"})

@@ -9,8 +9,9 @@ Each failing verdict carries the `docker run` flag and the compose key that fix 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hardline.benchmarks.gather.core import FactError, HostFacts
 from hardline.benchmarks.gather.docker import effective
@@ -424,7 +425,7 @@ INFO = {
                      lambda c: f"image {c.image}" + (" (latest/untagged)" if ":" not in c.image.rsplit("/", 1)[-1]
                                                     or c.image.endswith(":latest") else "")),
     "default_bridge": ("workloads on user-defined networks, not the default bridge",
-                       lambda c: "networks: " + ", ".join(sorted(((c.raw.get("NetworkSettings") or {}).get("Networks") or {})))
+                       lambda c: "networks: " + ", ".join(sorted((c.raw.get("NetworkSettings") or {}).get("Networks") or {}))
                        + (" (default bridge)" if "bridge" in ((c.raw.get("NetworkSettings") or {}).get("Networks") or {}) else "")),
 }
 

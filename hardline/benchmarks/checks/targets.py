@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardline.benchmarks.gather.core import FactError, HostFacts
 from hardline.benchmarks.checks.kubetargets import resolve_k8s
+from hardline.benchmarks.gather.core import FactError, HostFacts
 from hardline.benchmarks.gather.docker import UNIT_DIRS, effective
 
 

@@ -12,7 +12,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from hardline.benchmarks.gather import docker, host, kubeapi, kubefiles, kubenode, kubernetes, platform
 from hardline.benchmarks.gather.core import FactError, HostFacts, Stat, parse_sections, preamble

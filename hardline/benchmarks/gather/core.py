@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 MARK = "@@HL"
 TIMED_OUT = (124, 137)  # timeout(1): TERM sent (124), or KILL after the grace period (128 + 9)

@@ -23,7 +23,18 @@ from typing import Any
 
 from hardline.benchmarks.dockerd import effective_config, parse_daemon_json
 from hardline.benchmarks.gather.core import (
-    INCOMPLETE, TIMED_OUT, Fact, FactError, HostFacts, builtin, json_section, parse_stats, program, section, shell, stat_line,
+    INCOMPLETE,
+    TIMED_OUT,
+    Fact,
+    FactError,
+    HostFacts,
+    builtin,
+    json_section,
+    parse_stats,
+    program,
+    section,
+    shell,
+    stat_line,
 )
 
 BINARIES = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v1", "containerd-shim-runc-v2", "runc")

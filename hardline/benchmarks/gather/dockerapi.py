@@ -34,7 +34,7 @@ class Failure(Exception):
         self.code = code
 
 
-class _Decoding(object):
+class _Decoding:
     """What the C scanner of the json package reads from its decoder."""
     strict = True
     object_hook = object_pairs_hook = None
@@ -72,7 +72,7 @@ def _loads_function():
 loads = _loads_function()
 
 
-class Client(object):
+class Client:
     def __init__(self, path, seconds):
         import time
 

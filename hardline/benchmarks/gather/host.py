@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from hardline.benchmarks.gather.core import (
-    Fact, HostFacts, builtin, cat_files, parse_stats, section, split_files, stat_line,
+    Fact,
+    HostFacts,
+    builtin,
+    cat_files,
+    parse_stats,
+    section,
+    split_files,
+    stat_line,
 )
 
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")

@@ -11,7 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from hardline.benchmarks.gather.core import (
-    Fact, HostFacts, builtin, cat_files, key_values, program, section, shell, split_blocks, split_files,
+    Fact,
+    HostFacts,
+    builtin,
+    cat_files,
+    key_values,
+    program,
+    section,
+    shell,
+    split_blocks,
+    split_files,
 )
 
 # builtins only: one line of each kernel file, the first SELINUX= of /etc/selinux/config
