@@ -124,12 +124,24 @@ class DevTools:
             raise RuntimeError(result["exceptionDetails"])
         return result["result"].get("value")
 
-    def click(self, selector: str) -> None:
-        """A real mouse click in the middle of the element (scrolled into view first)."""
-        box = self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView({{block: 'center'}});"
-                      " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    def click(self, selector: str, timeout: float = 10) -> None:
+        """A real mouse click in the middle of the element (scrolled into view first). The point is
+        taken only once the element itself is what the page has there: the report draws hosts'
+        rows lazily, and a layout shift between measuring and clicking would click something else."""
+        probe = (f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView({{block: 'center'}});"
+                 " const r = e.getBoundingClientRect(); const x = r.x + r.width / 2, y = r.y + r.height / 2;"
+                 " const hit = document.elementFromPoint(x, y);"
+                 " return [x, y, !!hit && (hit === e || e.contains(hit))]; })()")
+        deadline = time.monotonic() + timeout
+        while True:
+            x, y, on_target = self.js(probe)
+            if on_target:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{selector}: another element covers its middle")
+            time.sleep(0.05)
         for kind in ("mousePressed", "mouseReleased"):
-            self("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+            self("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
