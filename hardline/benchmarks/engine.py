@@ -36,7 +36,8 @@ def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception,
         verdicts = [Verdict(SKIP, found="nothing to judge on this host")]
     elapsed = (time.monotonic() - started) / len(verdicts)
     # what every subject's result shares, computed once (a host with 20 containers has ~700 results)
-    common = dict(host=host_name or config.data.get("hardline_host_name") or config.name, benchmark=catalog.benchmark, benchmark_version=catalog.version,
+    common = dict(host=host_name or config.data.get("hardline_host_name") or config.name,
+                  benchmark=catalog.benchmark, benchmark_version=catalog.version,
                   control_id=control.id, slug=control.slug, title=control.title, section=control.section,
                   section_title=catalog.section_title(control.section), level=control.level,
                   automated=control.automated, remediation=control.remediation, duration=elapsed)

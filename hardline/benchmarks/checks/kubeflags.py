@@ -62,7 +62,8 @@ def judge_setting(params: dict[str, Any], facts: HostFacts, proc: Proc | None, g
         line = source
     else:
         ok, why = judge(params, False, default)
-        line = source + (f"; built-in default {show(default)}" if default is not None and params["op"] not in ("set", "unset") else "")
+        shows_default = default is not None and params["op"] not in ("set", "unset")
+        line = source + (f"; built-in default {show(default)}" if shows_default else "")
     if ok and given and params.get("path_exists") and params["op"] == "set" and proc is not None:
         gone = missing_paths(facts, proc, value)
         if gone:
@@ -163,7 +164,8 @@ def check_encryption_config(params: dict[str, Any], facts: HostFacts, data: dict
         if first not in params["providers"]:
             bad.append(resource)
     return Verdict(FAIL if bad else PASS, expected=expected, found="; ".join(lines),
-                   evidence=[f"EncryptionConfiguration {path} (pid {proc.pid}'s mount namespace; secret values redacted on the host)"])
+                   evidence=[f"EncryptionConfiguration {path} (pid {proc.pid}'s mount namespace;"
+                             " secret values redacted on the host)"])
 
 
 def _first_provider(rules: list[dict[str, Any]], resource: str) -> str | None:

@@ -165,7 +165,8 @@ def check_psp_restricts(params: dict[str, Any], facts: HostFacts, data: dict[str
     if not policies:
         return Verdict(FAIL, expected=expected, found="no PodSecurityPolicy exists")
     stance = {meta(p).get("name"): _psp_forbids(params["rule"], p.get("spec") or {}) for p in policies}
-    evidence = [f"PodSecurityPolicy/{name}: {'forbids' if ok else 'allows'} {params['rule']}" for name, ok in sorted(stance.items())]
+    evidence = [f"PodSecurityPolicy/{name}: {'forbids' if ok else 'allows'} {params['rule']}"
+                for name, ok in sorted(stance.items())]
     forbidding = sorted(n for n, ok in stance.items() if ok)
     found = f"forbidden by {', '.join(forbidding)}" if forbidding else f"none of {len(stance)} policies forbids it"
     return Verdict(PASS if forbidding else FAIL, expected=expected, found=found, evidence=evidence)
