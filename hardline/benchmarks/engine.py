@@ -153,9 +153,9 @@ def cluster_duties(hosts: list[HostConfig]) -> dict[str, str]:
 # ----------------------------------------------------------------------------------- gathering
 
 
-def gather_host(config: HostConfig, needs: set[str], paths: set[str] = frozenset()) -> HostFacts | Exception:
+def gather_host(config: HostConfig, needs: set[str], paths: set[str] | None = None) -> HostFacts | Exception:
     """Facts of one host, or the exception that prevented gathering them."""
-    return gather_hosts([HostRequest(config, needs, paths)])[config.name]
+    return gather_hosts([HostRequest(config, needs, paths if paths is not None else set())])[config.name]
 
 
 Progress = Callable[[str, "HostFacts | Exception", float], None]

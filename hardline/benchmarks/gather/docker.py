@@ -217,9 +217,9 @@ def _parse_procs(facts: HostFacts, data: dict[str, Any]) -> None:
             part = line[4:].strip()
             continue
         if part == "cgroups":
-            pid, _, cid = line.partition(" ")
-            if pid.isdigit():
-                members[int(pid)] = cid
+            pid_text, _, cid = line.partition(" ")
+            if pid_text.isdigit():
+                members[int(pid_text)] = cid
             continue
         path, _, value = line.partition(":")
         bits = path.split("/")

@@ -115,7 +115,7 @@ def _key_ops(facts: HostFacts, spec: dict[str, Any]) -> list[str]:
     """Stat ops for one layout file/dir key: the path the running component names (flag, etcd
     variable; a config key found on the host in the same round) and the layout's own paths."""
     ops: list[str] = []
-    frm = spec.get("from")
+    frm: dict[str, Any] = spec.get("from") or {}
     proc = facts.need("k8s_procs").get(frm["component"]) if frm else None
     if proc is not None and proc.component == "etcd":
         ops += _etcd_key_ops(facts, proc, frm["flag"])

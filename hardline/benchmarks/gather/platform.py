@@ -77,7 +77,8 @@ WATCHED = 'for p in "$@"; do [ -e "$p" ] && echo "$p"; done; true'
 
 def _unit_blocks(out: str) -> list[dict[str, str]]:
     """systemctl show output for several units: blocks separated by empty lines."""
-    blocks, current = [], {}
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
     for line in out.splitlines():
         if line.startswith("### "):
             break
