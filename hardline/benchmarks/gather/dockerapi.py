@@ -49,7 +49,7 @@ def _loads_function():
     try:
         import _json
 
-        scan = _json.make_scanner(_Decoding())
+        scan = _json.make_scanner(_Decoding())  # type: ignore[arg-type]  # duck-typed: the attributes it reads
 
         def loads(data):
             text = data.decode("utf-8", "replace").strip()
@@ -248,7 +248,7 @@ def main(argv):
     path, seconds, wanted = argv[1], argv[2], argv[3:]
     client = Client(path, float(seconds) if seconds else None)
     out = sys.stdout.buffer
-    hung, state = None, {}
+    hung, state = None, {}  # type: Failure | None, dict[str, list[int]]  # a comment: Python 3.4 syntax
     for name in wanted:
         code, text, err = 0, b"", ""
         if hung is not None:
