@@ -98,7 +98,8 @@ class Progress:
             state = f"unreachable: {facts}" if failed else f"{facts.round_trips} round trips"
             if self.tty:
                 bad = f", {self.unreachable} unreachable" if self.unreachable else ""
-                line = f"gathering facts: {self.done}/{self.total} hosts{bad} ({time.monotonic() - self.started:.0f}s) last: {host} {seconds:.1f}s"
+                line = (f"gathering facts: {self.done}/{self.total} hosts{bad} ({time.monotonic() - self.started:.0f}s)"
+                        f" last: {host} {seconds:.1f}s")
                 width = 200
                 try:
                     import shutil
@@ -476,7 +477,8 @@ def _selection_args(parser: argparse.ArgumentParser, note: str = "") -> None:
 def _output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the results and run metadata as JSON (input of `hardline report`)")
     parser.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
-    parser.add_argument("--previous", metavar="OLD.json", help="results of an earlier run: the HTML report shows what changed since")
+    parser.add_argument("--previous", metavar="OLD.json",
+                        help="results of an earlier run: the HTML report shows what changed since")
 
 
 def main(argv: list[str] | None = None) -> int:

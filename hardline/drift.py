@@ -53,7 +53,8 @@ def _dump_plan(state, path: str) -> None:
     activated = [h.name for h in active]
     ops = []
     for op_hash in state.get_op_order():
-        changes, conditional = [], []
+        changes: list[str] = []
+        conditional: list[str] = []
         for host in active:
             if op_hash not in state.ops[host]:
                 continue

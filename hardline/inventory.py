@@ -252,7 +252,7 @@ def _contradictions(data: dict[str, Any], waived: set[str], roles: tuple[str, ..
 def _docker_contradictions(data: dict[str, Any], waived: set[str], add) -> None:
     """CIS Docker settings that contradict each other or the benchmark (unless waived)."""
     catalog = load_catalog("cis-docker")
-    waived = {catalog.get(k).id for k in waived if k.startswith(catalog.key + ":") and catalog.get(k)}
+    waived = {c.id for k in waived if k.startswith(catalog.key + ":") and (c := catalog.get(k))}
     driver, opts = data["docker_log_driver"], data["docker_log_opts"]
     if driver not in LOG_DRIVER_OPTS:
         add("docker_log_driver", f"unknown log driver {driver!r} (known: {', '.join(sorted(LOG_DRIVER_OPTS))})")

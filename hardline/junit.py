@@ -119,8 +119,8 @@ def document(suites: Iterable[TestSuite], name: str = "hardline") -> ET.Element:
             totals[key] += int(element.get(key, 0))
         time += float(element.get("time", 0))
         root.append(element)
-    for key, value in totals.items():
-        root.set(key, str(value))
+    for key, total in totals.items():
+        root.set(key, str(total))
     root.set("time", str(time))
     for element in root.iter():  # a host's output may carry terminal escapes: drop, never fail
         if element.text and ILLEGAL_XML.search(element.text):

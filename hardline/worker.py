@@ -47,10 +47,12 @@ def conversation(request: dict[str, Any]) -> Iterator[Callable[[], Any]]:
     child dies meanwhile (it is restarted on the next request)."""
     with _LOCK:
         proc = _child()
+        stdin, stdout = proc.stdin, proc.stdout
+        assert stdin is not None and stdout is not None  # _child() opens both as pipes
         try:
-            pickle.dump({"env": dict(os.environ), **request}, proc.stdin)
-            proc.stdin.flush()
-            yield lambda: pickle.load(proc.stdout)
+            pickle.dump({"env": dict(os.environ), **request}, stdin)
+            stdin.flush()
+            yield lambda: pickle.load(stdout)
         except (EOFError, BrokenPipeError, pickle.UnpicklingError) as err:
             _stop(proc)
             raise WorkerDied(_stderr_tail() or type(err).__name__) from None
@@ -113,7 +115,8 @@ def _patch_for_gevent() -> None:
     from gevent import monkey
 
     every, ask = metadata.entry_points(), metadata.entry_points
-    metadata.entry_points = lambda **selection: every.select(**selection) if selection else every
+    # a stand-in for the overloaded stdlib function, for gevent's calls only (select by keywords)
+    metadata.entry_points = lambda **selection: every.select(**selection) if selection else every  # type: ignore[assignment]
     try:
         monkey.patch_all()
     finally:

@@ -40,4 +40,23 @@ if [ -f "$qemu_conf" ] && ! grep -q '^user = "root"' "$qemu_conf"; then
 fi
 echo "==> pip install -e ."
 python3 -m pip install -q -e . 2>&1 | grep -v -e "^WARNING: Location" -e "Running pip as the 'root'" || true
+# the lint step of scripts/test.sh: ruff, mypy and the stubs mypy checks against (pinned: findings
+# and unused ignores depend on their versions)
+lint_pkgs=(ruff==0.17.6 mypy==2.4.1 types-PyYAML==6.0.12.20261113 types-paramiko==4.0.0.20260518)
+read -ra missing_lint <<< "$(python3 - "${lint_pkgs[@]}" <<'EOF'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+def have(req):
+    name, _, pinned = req.partition("==")
+    try:
+        return version(name) == pinned
+    except PackageNotFoundError:
+        return False
+print(" ".join(r for r in sys.argv[1:] if not have(r)))
+EOF
+)"
+if [ ${#missing_lint[@]} -gt 0 ]; then
+  echo "==> pip install ${missing_lint[*]}"
+  python3 -m pip install -q "${missing_lint[@]}" 2>&1 | grep -v -e "^WARNING: Location" -e "Running pip as the 'root'" || true
+fi
 [ "${1:-all}" = lab ] || bash scripts/build-kubernetes.sh

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# lint first: any ruff or mypy finding fails the run (configuration in pyproject.toml)
+python3 -m ruff check hardline benchmarks deploys
+python3 -m mypy hardline benchmarks deploys
 markers=()
 [ -z "${HARDLINE_SKIP_LAB:-}" ] || markers=(-m "not lab")
 exec python3 -m pytest tests -p no:cacheprovider -ra "${markers[@]}" "$@"

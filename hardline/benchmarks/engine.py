@@ -36,7 +36,8 @@ def evaluate(control: Control, config: HostConfig, facts: HostFacts | Exception,
         verdicts = [Verdict(SKIP, found="nothing to judge on this host")]
     elapsed = (time.monotonic() - started) / len(verdicts)
     # what every subject's result shares, computed once (a host with 20 containers has ~700 results)
-    common = dict(host=host_name or config.data.get("hardline_host_name") or config.name, benchmark=catalog.benchmark, benchmark_version=catalog.version,
+    common = dict(host=host_name or config.data.get("hardline_host_name") or config.name,
+                  benchmark=catalog.benchmark, benchmark_version=catalog.version,
                   control_id=control.id, slug=control.slug, title=control.title, section=control.section,
                   section_title=catalog.section_title(control.section), level=control.level,
                   automated=control.automated, remediation=control.remediation, duration=elapsed)
@@ -152,9 +153,9 @@ def cluster_duties(hosts: list[HostConfig]) -> dict[str, str]:
 # ----------------------------------------------------------------------------------- gathering
 
 
-def gather_host(config: HostConfig, needs: set[str], paths: set[str] = frozenset()) -> HostFacts | Exception:
+def gather_host(config: HostConfig, needs: set[str], paths: set[str] | None = None) -> HostFacts | Exception:
     """Facts of one host, or the exception that prevented gathering them."""
-    return gather_hosts([HostRequest(config, needs, paths)])[config.name]
+    return gather_hosts([HostRequest(config, needs, paths if paths is not None else set())])[config.name]
 
 
 Progress = Callable[[str, "HostFacts | Exception", float], None]

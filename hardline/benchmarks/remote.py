@@ -42,10 +42,11 @@ def _tune_paramiko() -> None:
 
     from paramiko import transport, util
 
-    ciphers = transport.Transport._preferred_ciphers
+    # paramiko's private cipher list and its MAC comparison: not in its typed API (types-paramiko)
+    ciphers = transport.Transport._preferred_ciphers  # type: ignore[attr-defined]
     aead = tuple(c for c in ciphers if "-gcm@" in c)
-    transport.Transport._preferred_ciphers = aead + tuple(c for c in ciphers if c not in aead)
-    util.constant_time_bytes_eq = hmac.compare_digest
+    transport.Transport._preferred_ciphers = aead + tuple(c for c in ciphers if c not in aead)  # type: ignore[attr-defined]
+    util.constant_time_bytes_eq = hmac.compare_digest  # type: ignore[assignment]  # same (a, b) -> bool
 
 
 def _open(specs: list[dict[str, Any]], connect_timeout: int):

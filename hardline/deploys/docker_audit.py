@@ -36,7 +36,8 @@ def needs(config: HostConfig) -> list[Need]:
     """Every fact the audit deploy reads, for one batch."""
     path = config.data["auditd_rules_file"]
     out = [watch_need(c.resolve(config.data)["target"], config.data) for c in controls(config, "audit_watch")]
-    return out + [need(PathStat, path=DEFAULT_DOCKER_ROOT), *file_needs(path), need(FileContents, path=path), need(LoadedAuditRules), need(AuditEnabled)]
+    return out + [need(PathStat, path=DEFAULT_DOCKER_ROOT), *file_needs(path), need(FileContents, path=path),
+                  need(LoadedAuditRules), need(AuditEnabled)]
 
 
 def watch_path(target: dict[str, Any], config: HostConfig) -> str | None:

@@ -116,7 +116,8 @@ def exec_audit_rule(config: HostConfig) -> None:
     path = _exec_rules_file(config)
     previous = facts.get(FileContents, path=path)
     managed_file(name=op_name(applied[0], "audit rule recording docker client executions (exec_audit)"),
-                 dest=path, content=f"# Managed by hardline: docker exec --privileged/--user root evidence (CIS 5.23, 5.24)\n{rule}\n",
+                 dest=path,
+                 content=f"# Managed by hardline: docker exec --privileged/--user root evidence (CIS 5.23, 5.24)\n{rule}\n",
                  mode="640", create_remote_dir=True)
     audit_rules_loaded(name="Load the docker client audit rule", rules=[rule], previous=previous)
 

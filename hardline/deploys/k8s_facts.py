@@ -34,7 +34,9 @@ b64() { base64 2>/dev/null | tr -d '\n'; echo; }
 st() { stat -L -c '%U %G %a %F' -- "$1" 2>/dev/null || echo @@absent; }
 flagval() {
   [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] || return 0
-  tr '\0' '\n' < "/proc/$1/cmdline" | awk -v f="--$2" 'BEGIN{n=length(f)} p{if(substr($0,1,1)!="-")v=$0;p=0;next} $0==f{p=1;next} substr($0,1,n+1)==f"="{v=substr($0,n+2)} END{if(v!="")print v}'
+  tr '\0' '\n' < "/proc/$1/cmdline" | awk -v f="--$2" '
+    BEGIN{n=length(f)} p{if(substr($0,1,1)!="-")v=$0;p=0;next} $0==f{p=1;next}
+    substr($0,1,n+1)==f"="{v=substr($0,n+2)} END{if(v!="")print v}'
 }
 file() { echo "@@hl file $1"; if [ -e "$1" ]; then st "$1"; b64 < "$1"; else echo @@absent; fi; }
 findpid() {
@@ -78,8 +80,9 @@ class KubeNodeState(FactBase):
         read / stat: paths; read_flag / stat_flag: [component, flag] whose value (a path in the
         component's command line) is read / stat'ed too; globs: patterns (** = any depth)."""
         names = sorted({n[:15] for ns in processes.values() for n in ns})
-        lines = [f"# {TAG}: node state", _FUNCTIONS, ("procs=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" || continue; "
-                 f"case ' '{_q(' '.join(names) + ' ')} in *\" $c \"*) echo \"${{d#/proc/}} $c\";; esac; done | sort -n)")]
+        lines = [f"# {TAG}: node state", _FUNCTIONS,
+                 ("procs=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" || continue; "
+                  f"case ' '{_q(' '.join(names) + ' ')} in *\" $c \"*) echo \"${{d#/proc/}} $c\";; esac; done | sort -n)")]
         for comp, procnames in sorted(processes.items()):
             var = f"pid_{comp}"
             lines.append(f"{var}=$(findpid {_q(comp)} {' '.join(_q(n) for n in procnames)})")

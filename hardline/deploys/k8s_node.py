@@ -54,11 +54,14 @@ def gather_args(layouts: list[dict[str, Any]], controls: list[tuple[Control, dic
         stat_flag += _flag_sources(layout, "files") + _flag_sources(layout, "dirs")
         globs += [p for patterns in layout.get("globs", {}).values() for p in patterns]
     read.append(SYSCTL_PERSIST_FILE)
-    for control, params in controls:
+    for _control, params in controls:
         write = params.get("write")
         if params.get("path_exists"):
             stat += [v for v in (write.values() if isinstance(write, dict) else [write]) if isinstance(v, str) and v]
-    unique = lambda items: list(dict.fromkeys(tuple(i) if isinstance(i, list) else i for i in items))
+
+    def unique(items: list[Any]) -> list[Any]:
+        return list(dict.fromkeys(tuple(i) if isinstance(i, list) else i for i in items))
+
     return {
         "processes": {c: names for c, names in processes.items() if names},
         "environ": unique(environ),

@@ -140,8 +140,9 @@ def _flag_files(view, spec: dict, removals: list[tuple[str, bool]], problems: li
         done |= set(removed)
         if new != read["text"]:
             files.append((entry["path"], read["text"], new))
-    problems += [f"the kubelet gets --{flag} from its unit (not from {', '.join(f['path'] for f in spec['deploy'].get('flag_files', []))}): "
-                 "remove it there" for flag, _ in removals if flag not in done]
+    flag_files = ", ".join(f["path"] for f in spec["deploy"].get("flag_files", []))
+    problems += [f"the kubelet gets --{flag} from its unit (not from {flag_files}): remove it there"
+                 for flag, _ in removals if flag not in done]
     return files
 
 

@@ -88,7 +88,8 @@ class BootLoader(FactBase):
     def command(self) -> str:
         return ("for f in /boot/grub/grub.cfg /boot/grub2/grub.cfg; do [ -f \"$f\" ] && { echo \"cfg=$f\"; "
                 "grep -m1 -E '^[[:space:]]*linux(16|efi)?[[:space:]]' \"$f\" | sed 's/^/args=/'; break; }; done; "
-                "for t in grubby update-grub grub-mkconfig grub2-mkconfig; do command -v $t >/dev/null && echo \"tool=$t\"; done; "
+                "for t in grubby update-grub grub-mkconfig grub2-mkconfig; do "
+                "command -v $t >/dev/null && echo \"tool=$t\"; done; "
                 "echo \"running=$(cat /proc/cmdline)\"; true")
 
     @override

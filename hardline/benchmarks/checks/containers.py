@@ -426,7 +426,8 @@ INFO = {
                                                     or c.image.endswith(":latest") else "")),
     "default_bridge": ("workloads on user-defined networks, not the default bridge",
                        lambda c: "networks: " + ", ".join(sorted((c.raw.get("NetworkSettings") or {}).get("Networks") or {}))
-                       + (" (default bridge)" if "bridge" in ((c.raw.get("NetworkSettings") or {}).get("Networks") or {}) else "")),
+                       + (" (default bridge)"
+                          if "bridge" in ((c.raw.get("NetworkSettings") or {}).get("Networks") or {}) else "")),
 }
 
 

@@ -45,7 +45,8 @@ def check_content_trust(params: dict[str, Any], facts: HostFacts, data: dict[str
     expected = "DOCKER_CONTENT_TRUST=1 for every login (/etc/environment or /etc/profile.d)"
     if not settings:
         return Verdict(FAIL, expected=expected, found="DOCKER_CONTENT_TRUST is set in no system environment file",
-                       evidence=["fix: echo DOCKER_CONTENT_TRUST=1 >> /etc/environment (hardline deploys it: docker_content_trust)"])
+                       evidence=["fix: echo DOCKER_CONTENT_TRUST=1 >> /etc/environment"
+                                 " (hardline deploys it: docker_content_trust)"])
     wrong = [f"{path}: DOCKER_CONTENT_TRUST={value}" for path, value in settings if value != "1"]
     found = "; ".join(f"{path}: DOCKER_CONTENT_TRUST={value}" for path, value in settings)
     return Verdict(FAIL if wrong else PASS, expected=expected, found=found)

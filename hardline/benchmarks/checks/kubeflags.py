@@ -26,15 +26,15 @@ NAMES = {"apiserver": "the API server", "controller_manager": "the controller ma
          "etcd": "etcd", "kubelet": "the kubelet", "proxy": "kube-proxy"}
 
 
-def running(facts: HostFacts, name: str) -> tuple[Proc | None, Verdict | None]:
+def running(facts: HostFacts, name: str) -> Proc | Verdict:
     """The component's process, or a SKIP verdict saying it does not run on this host."""
     proc = component(facts, name)
     if proc is not None:
-        return proc, None
+        return proc
     layout = facts.need("k8s_layout")
     names = ", ".join((layout["components"].get(name) or {}).get("processes") or ()) or "none"
-    return None, Verdict(SKIP, found=f"{NAMES.get(name, name)} is not running on this host "
-                                     f"(layout {layout['name']}: process {names} not found in /proc)")
+    return Verdict(SKIP, found=f"{NAMES.get(name, name)} is not running on this host "
+                               f"(layout {layout['name']}: process {names} not found in /proc)")
 
 
 def as_list(value: Any) -> list[Any]:
@@ -62,7 +62,8 @@ def judge_setting(params: dict[str, Any], facts: HostFacts, proc: Proc | None, g
         line = source
     else:
         ok, why = judge(params, False, default)
-        line = source + (f"; built-in default {show(default)}" if default is not None and params["op"] not in ("set", "unset") else "")
+        shows_default = default is not None and params["op"] not in ("set", "unset")
+        line = source + (f"; built-in default {show(default)}" if shows_default else "")
     if ok and given and params.get("path_exists") and params["op"] == "set" and proc is not None:
         gone = missing_paths(facts, proc, value)
         if gone:
@@ -74,9 +75,9 @@ def judge_setting(params: dict[str, Any], facts: HostFacts, proc: Proc | None, g
 def check_process_flag(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:
     """Every flag named meets ``op``/``value`` in the running component (flag over environment
     over default, etcd's config file alone when it has one)."""
-    proc, skip = running(facts, params["component"])
-    if skip:
-        return skip
+    proc = running(facts, params["component"])
+    if isinstance(proc, Verdict):
+        return proc
     results = []
     for flag in as_list(params["flag"]):
         given, value, source = flag_value(facts, proc, flag)
@@ -100,9 +101,9 @@ def check_admission_plugin(params: dict[str, Any], facts: HostFacts, data: dict[
     """Whether the plugin is in effect as the API server applies its flags: the deprecated
     --admission-control list alone when given, else --enable-admission-plugins plus the plugins on
     by default that --disable-admission-plugins does not name."""
-    proc, skip = running(facts, "apiserver")
-    if skip:
-        return skip
+    proc = running(facts, "apiserver")
+    if isinstance(proc, Verdict):
+        return proc
     flags = proc.flags
     plugin, wanted = params["plugin"], bool(params["enabled"])
     if "admission-control" in flags:
@@ -140,9 +141,9 @@ def check_admission_plugin(params: dict[str, Any], facts: HostFacts, data: dict[
 def check_encryption_config(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:
     """The first provider (the one new objects are written with) of each resource named is a
     strong one, in the EncryptionConfiguration the running API server reads."""
-    proc, skip = running(facts, "apiserver")
-    if skip:
-        return skip
+    proc = running(facts, "apiserver")
+    if isinstance(proc, Verdict):
+        return proc
     expected = f"first provider of {', '.join(params['resources'])} is one of {', '.join(params['providers'])}"
     path = proc.flags.get("encryption-provider-config")
     if not path:
@@ -163,7 +164,8 @@ def check_encryption_config(params: dict[str, Any], facts: HostFacts, data: dict
         if first not in params["providers"]:
             bad.append(resource)
     return Verdict(FAIL if bad else PASS, expected=expected, found="; ".join(lines),
-                   evidence=[f"EncryptionConfiguration {path} (pid {proc.pid}'s mount namespace; secret values redacted on the host)"])
+                   evidence=[f"EncryptionConfiguration {path} (pid {proc.pid}'s mount namespace;"
+                             " secret values redacted on the host)"])
 
 
 def _first_provider(rules: list[dict[str, Any]], resource: str) -> str | None:

@@ -99,9 +99,9 @@ def _kubelet_value(proc: Proc, files: list[tuple[str, dict[str, Any]]], flag: st
 
 def check_kubelet_setting(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:
     """Each setting (flag/config pair) meets the control in the running kubelet."""
-    proc, skip = running(facts, "kubelet")
-    if skip:
-        return skip
+    proc = running(facts, "kubelet")
+    if isinstance(proc, Verdict):
+        return proc
     files, with_config = config_sources(facts, "kubelet")
     defaults = params.get("defaults") or {}
     default = defaults.get("config_file" if with_config else "flags_only")
@@ -121,9 +121,9 @@ def check_kubelet_setting(params: dict[str, Any], facts: HostFacts, data: dict[s
 
 def check_proxy_setting(params: dict[str, Any], facts: HostFacts, data: dict[str, Any]) -> Verdict:
     """The setting in the running kube-proxy: its --config file when it has one, else the flag."""
-    proc, skip = running(facts, "proxy")
-    if skip:
-        return skip
+    proc = running(facts, "proxy")
+    if isinstance(proc, Verdict):
+        return proc
     files, with_config = config_sources(facts, "proxy")
     defaults = params.get("defaults") or {}
     flag, key = params.get("flag"), params.get("config")

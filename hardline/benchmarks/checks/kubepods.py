@@ -164,8 +164,9 @@ def check_psp_restricts(params: dict[str, Any], facts: HostFacts, data: dict[str
                        "(policy/v1beta1, removed in Kubernetes 1.25): see Pod Security admission")
     if not policies:
         return Verdict(FAIL, expected=expected, found="no PodSecurityPolicy exists")
-    stance = {meta(p).get("name"): _psp_forbids(params["rule"], p.get("spec") or {}) for p in policies}
-    evidence = [f"PodSecurityPolicy/{name}: {'forbids' if ok else 'allows'} {params['rule']}" for name, ok in sorted(stance.items())]
+    stance = {str(meta(p).get("name")): _psp_forbids(params["rule"], p.get("spec") or {}) for p in policies}
+    evidence = [f"PodSecurityPolicy/{name}: {'forbids' if ok else 'allows'} {params['rule']}"
+                for name, ok in sorted(stance.items())]
     forbidding = sorted(n for n, ok in stance.items() if ok)
     found = f"forbidden by {', '.join(forbidding)}" if forbidding else f"none of {len(stance)} policies forbids it"
     return Verdict(PASS if forbidding else FAIL, expected=expected, found=found, evidence=evidence)

@@ -61,7 +61,7 @@ def resolve_k8s(target: dict[str, Any], facts: HostFacts) -> tuple[list[str], st
         found = files["globs"][key]
         return found, "" if found else f"no files match {', '.join(patterns)}"
     kind = "files" if "k8s_file" in target else "dirs"
-    keys = target.get("k8s_file") or target.get("k8s_dir")
+    keys = target.get("k8s_file") or target["k8s_dir"]
     paths, reasons = [], []
     for key in keys if isinstance(keys, list) else [keys]:
         found, reason = _key(facts, kind, key)

@@ -44,7 +44,7 @@ def wanted_lsm(asked: str, facts: HostFacts) -> str | None:
 def lsm_boot_params(asked: str, facts: HostFacts) -> list[str]:
     """Boot parameters that keep the host's LSM on: for auto only the LSM the host runs now."""
     lsms = host_lsms(facts)
-    chosen = asked if asked != "auto" else ("selinux" if lsms["selinux"] else "apparmor" if lsms["apparmor"] else None)
+    chosen = asked if asked != "auto" else ("selinux" if lsms["selinux"] else "apparmor" if lsms["apparmor"] else "")
     return {"apparmor": ["apparmor=1", "security=apparmor"], "selinux": ["selinux=1"]}.get(chosen, [])
 
 
@@ -264,9 +264,9 @@ def _seconds(timespan: str) -> float | None:
 
 def _configured(key: str, want: str, unit: dict[str, str]) -> tuple[bool, str]:
     if key == "CPUQuota":
-        have = _seconds(unit.get("CPUQuotaPerSecUSec", ""))
+        have_s = _seconds(unit.get("CPUQuotaPerSecUSec", ""))
         want_s = int(want.rstrip("%")) / 100
-        return have is not None and abs(have - want_s) < 1e-3, f"CPUQuotaPerSecUSec={unit.get('CPUQuotaPerSecUSec')}"
+        return have_s is not None and abs(have_s - want_s) < 1e-3, f"CPUQuotaPerSecUSec={unit.get('CPUQuotaPerSecUSec')}"
     if key in ("MemoryMax", "MemoryHigh"):
         have = _bytes(unit.get(key, ""))
         return have == _bytes(want), f"{key}={unit.get(key)}"

@@ -217,9 +217,9 @@ def _parse_procs(facts: HostFacts, data: dict[str, Any]) -> None:
             part = line[4:].strip()
             continue
         if part == "cgroups":
-            pid, _, cid = line.partition(" ")
-            if pid.isdigit():
-                members[int(pid)] = cid
+            pid_text, _, cid = line.partition(" ")
+            if pid_text.isdigit():
+                members[int(pid_text)] = cid
             continue
         path, _, value = line.partition(":")
         bits = path.split("/")
@@ -449,7 +449,8 @@ FACTS = [
     Fact("content_trust", lambda d, f: [CONTENT_TRUST], _parse_content_trust),
     Fact("docker_cli", lambda d, f: builtin("docker_cli", "command -v docker"), _parse_docker_cli),
     Fact("exec_audit", _exec_audit_lines, _parse_exec_audit),
-    Fact("docker_paths", lambda d, f: [stat_line("docker_stats", _docker_path_list(d, f))], _parse_docker_paths, round=2, requires=("units", "binaries", "dockerd", "info")),
+    Fact("docker_paths", lambda d, f: [stat_line("docker_stats", _docker_path_list(d, f))], _parse_docker_paths, round=2,
+         requires=("units", "binaries", "dockerd", "info")),
     Fact("daemon_json", _daemon_json_lines, _parse_daemon_json, round=2, requires=("dockerd", "info")),
     Fact("docker_root", _docker_root_lines, _parse_docker_root, round=2, requires=("info",)),
     Fact("registry_certs", _certs_lines, _parse_certs, round=2),

@@ -49,14 +49,14 @@ def _loads_function():
     try:
         import _json
 
-        scan = _json.make_scanner(_Decoding())
+        scan = _json.make_scanner(_Decoding())  # type: ignore[arg-type]  # duck-typed: the attributes it reads
 
         def loads(data):
             text = data.decode("utf-8", "replace").strip()
             try:
                 value, end = scan(text, 0)
             except StopIteration:
-                raise ValueError("not JSON: %r" % text[:100])
+                raise ValueError("not JSON: %r" % text[:100]) from None
             if text[end:].strip():
                 raise ValueError("not JSON: %r" % text[:100])
             return value
@@ -96,18 +96,18 @@ class Client:
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except _socket.timeout:
+        except _socket.timeout as err:
             raise Failure(TIMED_OUT, "the Docker daemon did not answer %s within %s s (hardline_command_timeout)"
-                          % (url, self.seconds))
+                          % (url, self.seconds)) from err
         except OSError as err:
-            raise Failure(1, "Cannot connect to the Docker daemon at unix://%s: %s" % (self.path, err))
+            raise Failure(1, "Cannot connect to the Docker daemon at unix://%s: %s" % (self.path, err)) from err
         finally:
             sock.close()
         head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
         try:
             status = int(head.split(b" ", 2)[1])
-        except (IndexError, ValueError):
-            raise Failure(1, "unexpected answer from the Docker daemon to %s: %r" % (url, head[:200]))
+        except (IndexError, ValueError) as err:
+            raise Failure(1, "unexpected answer from the Docker daemon to %s: %r" % (url, head[:200])) from err
         if status == 404 and missing_ok:
             return None
         if status != 200:
@@ -248,7 +248,7 @@ def main(argv):
     path, seconds, wanted = argv[1], argv[2], argv[3:]
     client = Client(path, float(seconds) if seconds else None)
     out = sys.stdout.buffer
-    hung, state = None, {}
+    hung, state = None, {}  # type: Failure | None, dict[str, list[int]]  # a comment: Python 3.4 syntax
     for name in wanted:
         code, text, err = 0, b"", ""
         if hung is not None:

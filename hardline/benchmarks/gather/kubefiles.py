@@ -41,7 +41,8 @@ st() { for p in "$@"; do
     if s=$(stat -L -c '%n	%U	%G	%a	%F' "$p" 2>&1); then printf '%s\n' "$s"; else printf 'ERR\t%s\t%s\n' "$p" "$s"; fi
   else printf 'MISSING\t%s\n' "$p"; fi; done; }
 ex() { if [ -d "$1" ]; then for f in "$1"/*.conf; do [ -f "$f" ] && printf '%s\n' "$f"; done; else printf '%s\n' "$1"; fi; }
-val() { sed -n "s/^[[:space:]]*\"\{0,1\}$1\"\{0,1\}[[:space:]]*:[[:space:]]*\"\{0,1\}\([^\"]*\)\"\{0,1\}[[:space:]]*,\{0,1\}[[:space:]]*$/\1/p" "$2" 2>/dev/null; }
+val() { sed -n "s/^[[:space:]]*\"\{0,1\}$1\"\{0,1\}[[:space:]]*:[[:space:]]*\"\{0,1\}\
+\([^\"]*\)\"\{0,1\}[[:space:]]*,\{0,1\}[[:space:]]*$/\1/p" "$2" 2>/dev/null; }
 paths() { grep -o ':[[:space:]]*"\{0,1\}/[^",[:space:]]*' "$1" 2>/dev/null | sed 's/^:[[:space:]]*"\{0,1\}//'; }
 while [ $# -gt 0 ]; do
   op=$1; shift
@@ -54,7 +55,9 @@ while [ $# -gt 0 ]; do
      echo "### C $leaf $root $v"
      case $v in /*) st "$root$v";; esac;;
   X) root=$1; n=$2; shift 2
-     while [ "$n" -gt 0 ]; do for f in $(ex "$1"); do for v in $(paths "$f"); do st "$root$v"; done; done; shift; n=$((n-1)); done;;
+     while [ "$n" -gt 0 ]; do
+       for f in $(ex "$1"); do for v in $(paths "$f"); do st "$root$v"; done; done
+       shift; n=$((n-1)); done;;
   G) echo "### G $1"; b=$2; m=$3; pat=$4; shift 4
      if [ "$m" = self ]; then { [ -e "$b" ] || [ -L "$b" ]; } && st "$b"; echo "### E"; continue; fi
      [ -d "$b" ] || { echo "### E"; continue; }
@@ -112,7 +115,7 @@ def _key_ops(facts: HostFacts, spec: dict[str, Any]) -> list[str]:
     """Stat ops for one layout file/dir key: the path the running component names (flag, etcd
     variable; a config key found on the host in the same round) and the layout's own paths."""
     ops: list[str] = []
-    frm = spec.get("from")
+    frm: dict[str, Any] = spec.get("from") or {}
     proc = facts.need("k8s_procs").get(frm["component"]) if frm else None
     if proc is not None and proc.component == "etcd":
         ops += _etcd_key_ops(facts, proc, frm["flag"])
@@ -149,7 +152,7 @@ def _exists_ops(facts: HostFacts) -> list[str]:
             for part in str(value).split(","):
                 if part.startswith("/"):
                     ops += ["P", proc.path(part)]
-    for tag, path, kind, _named in config_files(facts):
+    for tag, path, _kind, _named in config_files(facts):
         owner = facts.need("k8s_procs")[tag.split(".")[0]]
         ops += ["X", f"/proc/{owner.pid}/root", "1", path]
     return ops

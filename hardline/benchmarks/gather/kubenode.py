@@ -114,7 +114,7 @@ def _parse_blocks(out: str) -> dict[str, Any]:
             elif status == "ERR":
                 found[tag] = ("ERR", name)
             else:
-                block = {"name": name, "lines": []}
+                block: dict[str, Any] = {"name": name, "lines": []}
                 if tag.endswith(".dropin"):
                     found.setdefault(tag, []).append(block)
                 else:

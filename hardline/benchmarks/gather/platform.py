@@ -77,7 +77,8 @@ WATCHED = 'for p in "$@"; do [ -e "$p" ] && echo "$p"; done; true'
 
 def _unit_blocks(out: str) -> list[dict[str, str]]:
     """systemctl show output for several units: blocks separated by empty lines."""
-    blocks, current = [], {}
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
     for line in out.splitlines():
         if line.startswith("### "):
             break
@@ -150,7 +151,8 @@ FACTS = [
     Fact("modprobe", lambda d, f: [shell("modprobe", MODPROBE, *d["kernel_module_blacklist"])],
          _parse_with("modprobe", lambda out: {k.strip(): v for k, v in split_blocks(out).items()})),
     Fact("proc_modules", lambda d, f: ["run proc_modules cat /proc/modules"], _parse_proc_modules),
-    Fact("modprobe_config", lambda d, f: [shell("modprobe_config", 'modprobe --showconfig | grep -E "^(blacklist|install) "; true')],
+    Fact("modprobe_config",
+         lambda d, f: [shell("modprobe_config", 'modprobe --showconfig | grep -E "^(blacklist|install) "; true')],
          _parse_with("modprobe_config", lambda out: [line.split(None, 2) for line in out.splitlines() if line.strip()])),
     Fact("cmdline", lambda d, f: builtin("cmdline", 'rd /proc/cmdline || { echo cannot read /proc/cmdline >&2; return 1; }; '
                                           'printf "%s\\n" "$v"'), _parse_with("cmdline", str.split)),

@@ -88,7 +88,8 @@ _SWAP_AND_RESTART = r"""
 set -u
 new=$1; path=$2; service=$3; timeout=$4; sock=$5
 if dockerd --help 2>&1 | grep -q -- '--validate'; then
-  out=$(dockerd --validate --config-file "$new" 2>&1) || { echo "hardline: $new rejected by dockerd --validate: $out" >&2; rm -f "$new"; exit 1; }
+  out=$(dockerd --validate --config-file "$new" 2>&1) || {
+    echo "hardline: $new rejected by dockerd --validate: $out" >&2; rm -f "$new"; exit 1; }
 fi
 backup=""
 if [ -e "$path" ]; then backup="$path.hardline-bak.$(date +%Y%m%d%H%M%S)"; cp -a "$path" "$backup"; fi

@@ -139,10 +139,10 @@ def kubelet_script(files: list[tuple[str, str, str]], service: str, health: str,
              "&& [ \"${d#/proc/}\" != \"$old\" ] && { echo \"${d#/proc/}\"; return 0; }; done; return 1; }"),
              ("old=$(for d in /proc/[0-9]*; do read -r c 2>/dev/null < \"$d/comm\" && [ \"$c\" = kubelet ] "
              "&& echo \"${d#/proc/}\"; done | head -n 1)")]
-    for i, (path, current, _new) in enumerate(files):
+    for path, current, _new in files:
         lines.append(f"unchanged {_q(path)} {_q(sha256(current))} || {{ echo 'hardline: '{_q(path)}' changed since the "
                      "deploy read it; nothing replaced' >&2; exit 1; }")
-    for i, (path, _current, new) in enumerate(files):
+    for i, (path, _current, _new) in enumerate(files):
         lines.append(f"b{i}=$(keep {_q(path)}) || exit 1")
     for i, (path, _current, new) in enumerate(files):
         lines.append(f"put {_q(path)} {_q(base64.b64encode(new.encode()).decode())} || {{ "
