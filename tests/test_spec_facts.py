@@ -230,6 +230,24 @@ def test_batch_command_and_sections():
     assert sections == {0: ["a"], 1: [], 2: ["b", "c"], "failed": {1: (1, ["boom"])}}
 
 
+def test_batch_output_without_a_final_newline_keeps_its_sections(tmp_path):
+    """A file without a trailing newline (daemon.json written by a script) leaves the next
+    section's marker at the end of its last line; the sections stay apart (found on the lab VM)."""
+    (tmp_path / "nonl").write_text('{"icc": true}')
+    (tmp_path / "f").write_text("x\n")
+    needs = [need(FileContents, path=str(tmp_path / "nonl")), need(FileContents, path=str(tmp_path / "f")),
+             need(FileContents, path=str(tmp_path / "nonl"))]
+    instances = [n.fact() for n in needs]
+    commands = [n.command(f) for n, f in zip(needs, instances)]
+    commands[2] = commands[2] + "; exit 3"  # fails after output without a newline
+    script = Batch().command(commands=commands)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False).stdout.splitlines()
+    assert any(line.endswith(f"{MARK} 1") and not line.startswith(MARK) for line in out)  # the case is real
+    sections = Batch().process(out)
+    assert sections[0] == ['{"icc": true}'] and sections[1] == ["x"] and sections[2] == ['{"icc": true}']
+    assert sections["failed"] == {2: (3, [])}
+
+
 def test_batch_runs_each_fact_in_its_own_section_here(tmp_path):
     """Facts (pyinfra's own among them) gathered in one sh run give what they give one by one."""
     (tmp_path / "f").write_text("hello\n")

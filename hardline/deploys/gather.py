@@ -20,6 +20,7 @@ stops the host (fail closed), like a failing fact does in pyinfra.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ MARK = "@@hardline-section"
 FAILED = "@@hardline-failed"
 ERROR = "@@hardline-stderr "
 MISSING_COMMAND = "@@hardline-no-command"
+_MARKER_TAIL = re.compile(r"^[0-9]+( [0-9]+)?$")  # what follows a marker: index [status]
 
 
 class FactGatheringError(PyinfraError):
@@ -105,6 +107,15 @@ class Batch(FactBase):
         current: list[str] | None = None
         index = -1
         for line in output:
+            # a command whose output does not end in a newline (a daemon.json written without
+            # one) leaves the next marker at the end of its last line: split it off
+            for marker in (MARK + " ", FAILED + " "):
+                at = line.find(marker)
+                if at > 0 and _MARKER_TAIL.match(line[at + len(marker):]):
+                    if current is not None:
+                        current.append(line[:at])
+                    line = line[at:]
+                    break
             if line.startswith(MARK + " "):
                 index = int(line.split()[1])
                 current = sections[index] = []
