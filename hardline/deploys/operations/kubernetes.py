@@ -64,10 +64,18 @@ pid_with() {  # comm (15 chars) and cmdline sha256 -> pid of a process running e
   done
   return 1
 }
-stable() {  # command... : healthy three times in a row, 2 s apart, with the same pid ($pid)
+alone() {  # pid: no other process of the component ($comm) runs beside it (a replaced one has exited)
+  [ -n "${comm:-}" ] || return 0
+  for d in /proc/[0-9]*; do
+    read -r c 2>/dev/null < "$d/comm" || continue
+    [ "$c" = "$comm" ] && [ "${d#/proc/}" != "$1" ] && return 1
+  done
+  return 0
+}
+stable() {  # command... : healthy three times in a row, 2 s apart, with the same pid ($pid), alone
   n=0; end=$(( $(date +%s) + timeout )); last=""
   while [ "$(date +%s)" -lt "$end" ]; do
-    if now=$(current) && healthy; then
+    if now=$(current) && healthy && alone "$now"; then
       if [ "$now" = "$last" ]; then n=$((n + 1)); else n=1; last=$now; fi
       [ "$n" -ge 3 ] && return 0
     else n=0; fi
