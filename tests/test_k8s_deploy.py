@@ -240,8 +240,8 @@ def test_deploy_makes_every_automated_item_pass_and_a_second_deploy_changes_noth
     assert cluster.nodes["cp1"].run("stat", "-c", "%U:%G %a", "/var/lib/etcd").stdout.strip() == "hlkd-etcd:hlkd-etcd 700"
     assert "hlkd-etcd" not in Path("/etc/passwd").read_text()  # the node's /etc, not this machine's
     backups = cluster.nodes["cp1"].path("/var/lib/hardline/backups/kubernetes")
-    assert {p.name.rsplit(".", 1)[0] for p in backups.iterdir()} >= {"kube-apiserver.yaml", "etcd.yaml", "config.yaml",
-                                                                      "kubelet"}
+    kept = {p.name.rsplit(".", 1)[0] for p in backups.iterdir()}
+    assert kept >= {"kube-apiserver.yaml", "etcd.yaml", "config.yaml", "kubelet"}, (kept, run.changed["cp1"])
     assert oct(backups.stat().st_mode & 0o777) == "0o700"
 
 
