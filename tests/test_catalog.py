@@ -195,3 +195,28 @@ def test_no_import_cycles_in_the_product():
             visit(module, [module])
     assert cycles == [], cycles[:5]
     assert not any(m.startswith(("lab", "tests")) for deps in graph.values() for m in deps)
+
+
+def test_parsed_catalog_cache_follows_the_file(tmp_path, monkeypatch):
+    """The parsed-document cache (start-up of every verify) is keyed by content: an edited file is
+    parsed again, a damaged cache entry is parsed past and replaced, no cache dir means parsing."""
+    from hardline import catalog
+
+    monkeypatch.setenv("HARDLINE_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "c.yml"
+    source.write_text("controls:\n  - id: '1.1'\n    level: 1\n")
+    assert catalog._yaml(source) == {"controls": [{"id": "1.1", "level": 1}]}
+    (entry,) = (tmp_path / "cache" / "catalogs").iterdir()
+    assert catalog._yaml(source) == {"controls": [{"id": "1.1", "level": 1}]}  # from the cache
+    source.write_text("controls:\n  - id: '1.2'\n    level: 2\n")
+    assert catalog._yaml(source) == {"controls": [{"id": "1.2", "level": 2}]}
+    assert len(list((tmp_path / "cache" / "catalogs").iterdir())) == 2
+    newest = catalog._cache_file(source.read_bytes())
+    assert newest is not None and newest.exists() and newest != entry
+    newest.write_bytes(b"\x00garbage")
+    assert catalog._yaml(source) == {"controls": [{"id": "1.2", "level": 2}]}
+    assert catalog._yaml(source) == {"controls": [{"id": "1.2", "level": 2}]}
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache directory would be")  # unwritable, even for root
+    monkeypatch.setenv("HARDLINE_CACHE_DIR", str(blocked))
+    assert catalog._yaml(source) == {"controls": [{"id": "1.2", "level": 2}]}
