@@ -21,7 +21,8 @@ from hardline.deploys.facts import LoadedAuditRules
 from hardline.deploys.gather import Need, host_facts, need
 from hardline.deploys.operations.converge import audit_rules_loaded, file_needs, managed_file
 from hardline.deploys.platform_facts import AuditEnabled, ExistingPaths, InstalledPackages, UnitStates
-from hardline.inventory import PROTECTED_PACKAGES, HostConfig
+from hardline.inventory import HostConfig
+from hardline.inventory_rules import PROTECTED_PACKAGES
 
 IMMUTABLE_FILE = "/etc/audit/rules.d/99-hardline-finalize.rules"
 
