@@ -30,29 +30,31 @@ from hardline.deploys.kubernetes_pods import kubernetes_static_pods
 from hardline.deploys.lsm import lsm
 from hardline.deploys.platform import platform
 
-MODULES = (kernel_deploy, lsm_deploy, platform_deploy)  # every host
-DOCKER_MODULES = (users_deploy, runtime_deploy, daemon_deploy, files_deploy, audit_deploy)  # role docker
+# (role the step needs or None for every host, module whose facts it reads or None, deploys), in
+# the order their hand-offs need: one table for what is prefetched and what runs
+STEPS = (
+    (None, kernel_deploy, (sysctls, kernel_modules)),
+    (None, lsm_deploy, (lsm,)),  # before docker_daemon: SELinux hands selinux-enabled to daemon.json
+    # a Kubernetes node without the docker role gets no daemon.json
+    ("docker", users_deploy, (docker_users,)),
+    ("docker", runtime_deploy, (docker_runtime,)),  # before docker_daemon: hands TLS/seccomp keys to it
+    ("docker", daemon_deploy, (docker_daemon,)),
+    ("docker", files_deploy, (docker_files,)),
+    ("docker", audit_deploy, (docker_audit,)),
+    (None, platform_deploy, (platform,)),
+    # Kubernetes nodes (each deploy acts on its own roles and reads its own node state in one
+    # command): files (the etcd owner first), the kubelet (static pods keep running while it
+    # restarts), then the static pods one at a time, etcd before the API server that needs it
+    (None, None, (kubernetes_files, kubernetes_kubelet, kubernetes_static_pods)),
+    (None, None, (boot_params,)),  # last: it may reboot the host (kernel_reboot); facts: kernel's
+)
 
 
 def harden() -> None:
-    """Every hardening deploy, in the order their hand-offs need."""
+    """Every hardening deploy of the host's roles, in the order of STEPS."""
     config = host_config()  # refuse bad inventory data before anything runs
-    modules = MODULES + (DOCKER_MODULES if "docker" in config.roles else ())
-    host_facts().prefetch([n for module in modules for n in module.needs(config)])
-    sysctls()
-    kernel_modules()
-    lsm()  # before docker_daemon: SELinux hands selinux-enabled to daemon.json
-    if "docker" in config.roles:  # a Kubernetes node without the docker role gets no daemon.json
-        docker_users()
-        docker_runtime()  # before docker_daemon: hands TLS/seccomp keys to daemon.json
-        docker_daemon()
-        docker_files()
-        docker_audit()
-    platform()
-    # Kubernetes nodes (roles k8s_control_plane, k8s_etcd, k8s_worker): files (the etcd owner
-    # first), the kubelet (static pods keep running while it restarts), then the static pods one
-    # at a time, etcd before the API server that needs it
-    kubernetes_files()
-    kubernetes_kubelet()
-    kubernetes_static_pods()
-    boot_params()  # last: it may reboot the host (kernel_reboot)
+    steps = [(module, deploys) for role, module, deploys in STEPS if role is None or role in config.roles]
+    host_facts().prefetch([n for module, _ in steps if module for n in module.needs(config)])
+    for _, deploys in steps:
+        for deploy in deploys:
+            deploy()
