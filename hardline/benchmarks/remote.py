@@ -25,6 +25,7 @@ verifies many times pays its start-up once):
 
 from __future__ import annotations
 
+import base64
 import pickle
 import time
 from collections.abc import Callable
@@ -82,6 +83,28 @@ def _runner(state, host, timeout: int) -> Callable[[str], tuple[bool, str, str]]
     return run
 
 
+PACKED = "@@HL-BASE64"
+
+
+def packed(script: str) -> str:
+    """The gather script with its output as one base64 line when the host has base64(1): pyinfra's
+    connectors read output line by line through Python (paramiko's file, one decode and one
+    object per line), ~800 lines and ~15 ms of hardline's CPU per Docker host with 20 containers;
+    one line costs a fraction of that, and the host one base64 process. Without base64 the
+    output comes as it is."""
+    return (f"hl_gather() {{\n{script}\n}}\n"
+            f"if printf '' | base64 -w 0 >/dev/null 2>&1; then echo {PACKED}; hl_gather | base64 -w 0; echo; "
+            "else hl_gather; fi")
+
+
+def unpacked(stdout: str) -> str:
+    """The script's own output from what packed() printed (a damaged base64 line: ValueError)."""
+    head, newline, rest = stdout.partition("\n")
+    if head != PACKED:
+        return stdout
+    return base64.b64decode("".join(rest.split()), validate=True).decode("utf-8", "replace")
+
+
 def _describe(err: Exception) -> str:
     text = str(err).strip() or type(err).__name__
     if "found in known_hosts" in text and ("No host key" in text or "not found" in text):
@@ -108,10 +131,10 @@ def _gather(request: dict[str, Any], out) -> None:
                 run_sh = _runner(state, host, spec["timeout"])
 
                 def run(script: str) -> str:
-                    ok, stdout, stderr = run_sh(script)
+                    ok, stdout, stderr = run_sh(packed(script))
                     if not stdout and not ok:
                         raise RuntimeError(f"gather script failed: {stderr.strip()[:300]}")
-                    return stdout + "\n"
+                    return unpacked(stdout) + "\n"
 
                 result: Any = gather(run, spec["data"], spec["needs"], spec["paths"])
                 # the parent reads the parsed values: sections go back with exit code and stderr
