@@ -302,11 +302,14 @@ class RunResults:
         return cls(meta, results)
 
     def to_dict(self) -> dict[str, Any]:
+        return {**self.head(), "results": [r.to_dict() for r in self.results]}
+
+    def head(self) -> dict[str, Any]:
+        """Everything of to_dict() but the results."""
         return {"format": JSON_FORMAT, "run": self.meta,
                 "summary": {"overall": score(self.results).to_dict(),
                             "hosts": {h: s.to_dict() for h, s in host_scores(self.results).items()},
-                            "statuses": dict(counts(self.results))},
-                "results": [r.to_dict() for r in self.results]}
+                            "statuses": dict(counts(self.results))}}
 
 
 def benchmarks_of(results: Iterable[Result]) -> list[dict[str, str]]:
@@ -337,10 +340,10 @@ def write_json(run: RunResults, path: str | Path) -> Path:
     30,000 results)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = run.to_dict()
-    results = doc.pop("results")
-    head = json.dumps(doc, indent=1, sort_keys=False)
-    lines = ",\n".join(json.dumps(r, sort_keys=False) for r in results)
+    head = json.dumps(run.head(), indent=1, sort_keys=False)
+    # the fields read in place (to_dict's copies are for callers that keep the dict), one encoder
+    encode = json.JSONEncoder(check_circular=False).encode
+    lines = ",\n".join(encode({name: r.__dict__[name] for name in _RESULT_FIELDS}) for r in run.results)
     path.write_text(head[:-2] + ',\n "results": [\n' + lines + ("\n ]\n}\n" if lines else "]\n}\n"))
     return path
 
